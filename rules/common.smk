@@ -1,0 +1,57 @@
+# Config validation, the sample table and input functions; no rules here.
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, workflow.basedir)  # the tileunet package ships beside the Snakefile
+
+from tileunet.samples import read_sample_table  # noqa: E402
+
+validate(config, workflow.source_path("../config/schema.yaml"))
+
+SAMPLES = read_sample_table(config["samples"])
+DATA = "results/data/{sample}.zarr"
+
+
+def samples_of(*splits):
+    """Sample names of the given splits, in table order."""
+    return [s.name for s in SAMPLES.values() if s.split in splits]
+
+
+def data_array(name, samples):
+    """The zarr.json of array `name` in results/data/{sample}.zarr for each sample."""
+    return [f"results/data/{s}.zarr/{name}/zarr.json" for s in samples]
+
+
+def get_source(kind):
+    """Input function: the image or labels file a sample table row names."""
+    return lambda wc: getattr(SAMPLES[wc.sample], kind)
+
+
+def get_class_frequencies(wildcards):
+    """Dataset-wide class frequencies, needed only for weights.frequency_scope == dataset."""
+    if config["weights"]["frequency_scope"] == "dataset":
+        return "results/weights/class_frequencies.json"
+    return []
+
+
+def gpu_resources():
+    """Resources of the GPU stages; gpu=1 only when a CUDA device is configured."""
+    res = dict(mem_mb=config["resources"]["gpu"]["mem_mb"], runtime=config["resources"]["gpu"]["runtime"])
+    if "cuda" in (config["train"]["device"], config["predict"]["device"]):
+        res["gpu"] = 1
+    return res
+
+
+def cpu_resources():
+    return dict(mem_mb=config["resources"]["cpu"]["mem_mb"], runtime=config["resources"]["cpu"]["runtime"])
+
+
+def normalization():
+    return {"method": "percentile", "low": config["ingest"]["normalize_low"],
+            "high": config["ingest"]["normalize_high"]}
+
+
+wildcard_constraints:
+    sample=r"[A-Za-z0-9][A-Za-z0-9_.-]*",

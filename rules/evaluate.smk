@@ -1,0 +1,36 @@
+# Metrics and overlays on the test split.
+
+
+rule evaluate_test:
+    input:
+        predictions=expand("results/predictions/{sample}.ome.zarr", sample=samples_of("test")),
+        labels=data_array("labels", samples_of("test")),
+    output:
+        metrics=report("results/evaluation/metrics.tsv", caption="../report/metrics.rst", category="4. Evaluation"),
+        overlays=report(
+            directory("results/evaluation/overlays"),
+            patterns=["{name}.png"],
+            caption="../report/overlays.rst",
+            category="4. Evaluation",
+        ),
+    log:
+        "results/logs/evaluate.log",
+    benchmark:
+        "results/benchmarks/evaluate.tsv"
+    params:
+        samples=samples_of("test"),
+        stores=[DATA.format(sample=s) for s in samples_of("test")],
+        cfg=config["evaluate"],
+    threads: 1
+    resources:
+        **cpu_resources(),
+    conda:
+        "../envs/tileunet.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule evaluate:
+    input:
+        rules.evaluate_test.output,
+    localrule: True

@@ -1,0 +1,152 @@
+"""Reading user images lazily and writing Zarr outputs atomically.
+
+Sources are TIFF / OME-TIFF (multi-page, 2D or stacks, opened with
+``tifffile.imread(path, aszarr=True)`` so nothing is loaded until sliced) and
+Zarr v2/v3 arrays, including the first resolution of an OME-Zarr image group.
+Every problem is raised as :class:`tileunet.errors.InputError` naming the
+file, the problem and the fix.
+"""
+
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import zarr
+
+from .errors import InputError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def _open_tiff(path):
+    try:
+        store = tifffile.imread(path, aszarr=True)
+        arr = zarr.open(store, mode="r")
+    except Exception as exc:  # tifffile raises many types for corrupt files
+        raise InputError(path, f"cannot be read as TIFF ({exc})", "re-export the image as TIFF or OME-TIFF") from exc
+    if isinstance(arr, zarr.Group):  # pyramidal TIFF: level 0 is full resolution
+        arr = arr["0"]
+    return arr
+
+
+def _open_zarr(path):
+    try:
+        node = zarr.open(path, mode="r")
+    except Exception as exc:
+        raise InputError(path, f"cannot be opened as Zarr ({exc})", "point to a Zarr array or OME-Zarr image") from exc
+    if isinstance(node, zarr.Group):
+        if "0" in node:  # OME-Zarr multiscale image: full resolution
+            return node["0"]
+        raise InputError(path, "is a Zarr group without an array '0'",
+                         "name the array inside the group, e.g. store.zarr/image")
+    return node
+
+
+def open_array(path):
+    """Open an image or label file lazily.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``*.tif``/``*.tiff`` (incl. OME-TIFF), or a Zarr array / OME-Zarr image
+        (``store.zarr`` or ``store.zarr/path/to/array``).
+
+    Returns
+    -------
+    array-like
+        A read-only zarr array of shape (Y, X) or (N, Y, X); nothing is read
+        until it is sliced.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "does not exist", "check the path in the sample table (relative paths start at the working directory)")
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        arr = _open_tiff(path)
+    elif path.is_dir():
+        arr = _open_zarr(path)
+    else:
+        raise InputError(path, f"has unsupported type '{path.suffix}'", "use TIFF/OME-TIFF or a Zarr array")
+    arr = squeeze_singletons(arr, path)
+    return arr
+
+
+def squeeze_singletons(arr, path):
+    """Drop leading length-1 axes (OME-TIFF's T/C/Z); refuse anything not 2D or 3D."""
+    shape = arr.shape
+    lead = 0
+    while len(shape) - lead > 2 and shape[lead] == 1:
+        lead += 1
+    if lead:
+        arr = arr[(0,) * lead] if len(shape) - lead > 0 else arr
+    if arr.ndim not in (2, 3):
+        raise InputError(path, f"has shape {shape}; tileunet takes 2D (Y, X) images or stacks (N, Y, X)",
+                         "export a single channel as a 2D image or a 3D stack (multichannel images are not supported yet)")
+    return arr
+
+
+def read_array(path):
+    """Read a whole image or label file into memory (for training-size data)."""
+    return np.asarray(open_array(path)[...])
+
+
+def _remove(path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(final):
+    """Yield a temporary sibling path; rename it to ``final`` only on success.
+
+    The temporary name starts with ``.`` beside ``final``, so a crash leaves
+    ``final`` untouched (or absent) and never half-written.  An existing
+    ``final`` is replaced only after the new one is complete.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(final, old)
+            os.replace(tmp, final)
+            _remove(old)
+        else:
+            os.replace(tmp, final)
+    finally:
+        _remove(tmp)
+
+
+def write_array(store, name, data, chunks=None, attrs=None, compressors="auto"):
+    """Write ``data`` as array ``name`` inside the Zarr v3 group ``store``, atomically.
+
+    Parameters
+    ----------
+    store : str or Path
+        Group directory (created if missing).
+    name : str
+        Array name inside the group (e.g. ``"image"``).
+    data : numpy.ndarray
+    chunks : tuple of int, optional
+        Defaults to whole planes of at most 1024x1024.
+    attrs : dict, optional
+        JSON-serialisable attributes.
+    """
+    store = Path(store)
+    zarr.open_group(store, mode="a", zarr_format=3)
+    if chunks is None:
+        chunks = (1,) * (data.ndim - 2) + tuple(min(s, 1024) for s in data.shape[-2:])
+    with atomic_path(store / name) as tmp:
+        arr = zarr.create_array(tmp, shape=data.shape, dtype=data.dtype, chunks=chunks,
+                                compressors=compressors, zarr_format=3)
+        arr[...] = data
+        if attrs:
+            arr.attrs.update(attrs)
+    return zarr.open_array(store / name, mode="r")
