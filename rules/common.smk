@@ -1,10 +1,13 @@
 # Config validation, the sample table and input functions; no rules here.
+import os
 import sys
-from pathlib import Path
 
 from snakemake.utils import validate
 
-sys.path.insert(0, workflow.basedir)  # the tileunet package ships beside the Snakefile
+# The tileunet package ships beside the Snakefile: importable here and, through
+# PYTHONPATH, in every script job (local, conda env or cluster) without installing it.
+sys.path.insert(0, workflow.basedir)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
 from tileunet.samples import read_sample_table  # noqa: E402
 
@@ -36,19 +39,27 @@ def get_class_frequencies(wildcards):
     return []
 
 
+def _stage_resources(kind):
+    """mem_mb and runtime (minutes) of a stage kind; runtime grows with each retry."""
+    res = config["resources"][kind]
+    return dict(mem_mb=res["mem_mb"], runtime=lambda wildcards, attempt: res["runtime"] * attempt)
+
+
 def gpu_resources():
-    """Resources of the GPU stages; gpu=1 only when a CUDA device is configured."""
-    res = dict(mem_mb=config["resources"]["gpu"]["mem_mb"], runtime=config["resources"]["gpu"]["runtime"])
+    """Resources of train and predict; gpu=1 only when a CUDA device is configured."""
+    res = _stage_resources("gpu")
     if "cuda" in (config["train"]["device"], config["predict"]["device"]):
         res["gpu"] = 1
     return res
 
 
 def cpu_resources():
-    return dict(mem_mb=config["resources"]["cpu"]["mem_mb"], runtime=config["resources"]["cpu"]["runtime"])
+    """Resources of the CPU stages (ingest, weights, augment, evaluate)."""
+    return _stage_resources("cpu")
 
 
 def normalization():
+    """The intensity normalisation ingest applied, stored in model.pt for inference."""
     return {"method": "percentile", "low": config["ingest"]["normalize_low"],
             "high": config["ingest"]["normalize_high"]}
 

@@ -89,8 +89,16 @@ def squeeze_singletons(arr, path):
 
 
 def read_array(path):
-    """Read a whole image or label file into memory (for training-size data)."""
-    return np.asarray(open_array(path)[...])
+    """Read a whole image or label file into memory (for training-size data).
+
+    Corrupt pixel data (truncated strips, broken compression) surfaces here,
+    since :func:`open_array` only parses the header.
+    """
+    arr = open_array(path)
+    try:
+        return np.asarray(arr[...])
+    except Exception as exc:
+        raise InputError(path, f"has unreadable pixel data ({exc})", "re-export the file; it is truncated or corrupt") from exc
 
 
 def _remove(path):

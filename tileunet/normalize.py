@@ -57,10 +57,12 @@ def intensity_range(plane, low=1.0, high=99.8, max_samples=DEFAULT_MAX_SAMPLES):
 
 
 def apply_range(block, lo, hi):
-    """Map ``lo -> 0`` and ``hi -> 1`` linearly; float32 of ``block``'s shape."""
-    return ((np.asarray(block, dtype=np.float32) - np.float32(lo)) / np.float32(hi - lo)).astype(
-        np.float32, copy=False
-    )
+    """Map ``lo -> 0`` and ``hi -> 1`` linearly; float32 of ``block``'s shape.
+
+    Computed in float64: float32 loses the range when ``hi - lo`` is small
+    against the raw intensities.
+    """
+    return ((np.asarray(block, dtype=np.float64) - lo) / (hi - lo)).astype(np.float32)
 
 
 def normalize_plane(plane, low=1.0, high=99.8):
