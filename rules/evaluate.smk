@@ -1,10 +1,12 @@
-# Metrics and overlays on the test split.
+# Metrics and overlays on the test split: pixel, Rand (ISBI 2012) and instance
+# scores per test image plus a summary row; overlay PNGs of predicted and true cells.
 
 
 rule evaluate_test:
     input:
         predictions=expand("results/predictions/{sample}.ome.zarr", sample=samples_of("test")),
         labels=data_array("labels", samples_of("test")),
+        images=data_array("image", samples_of("test")),
     output:
         metrics=report("results/evaluation/metrics.tsv", caption="../report/metrics.rst", category="4. Evaluation"),
         overlays=report(
@@ -19,7 +21,6 @@ rule evaluate_test:
         "results/benchmarks/evaluate.tsv"
     params:
         samples=samples_of("test"),
-        stores=[DATA.format(sample=s) for s in samples_of("test")],
         cfg=config["evaluate"],
     threads: 1
     resources:

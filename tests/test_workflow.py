@@ -1,0 +1,157 @@
+"""End-to-end runs of the workflow on tiny synthetic data, as a user runs it (subprocess)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from synthetic import touching_cells
+
+ROOT = Path(__file__).resolve().parent.parent
+SPLITS = {"a": "train", "b": "train", "c": "val", "d": "test", "e": "test"}
+
+
+def snakemake(workdir, *args, samples=None, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "--configfile", str(ROOT / "config" / "ci.yaml"), *args]
+    if samples:
+        cmd += ["--config", f"samples={samples}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def write_samples(tmp_path, rows):
+    table = tmp_path / "samples.tsv"
+    table.write_text("sample\timage\tlabels\tsplit\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows))
+    return table
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Five 2D samples and one (T, Y, X) stack to predict, as TIFF files."""
+    tmp = tmp_path_factory.mktemp("data")
+    rows = []
+    for i, (name, split) in enumerate(SPLITS.items()):
+        image, labels = touching_cells((90, 110), n_cells=7, seed=i)
+        tifffile.imwrite(tmp / f"{name}.tif", image)
+        tifffile.imwrite(tmp / f"{name}_labels.tif", labels)
+        rows.append((name, tmp / f"{name}.tif", tmp / f"{name}_labels.tif", split))
+    movie = np.stack([touching_cells((70, 80), n_cells=5, seed=10 + t)[0] for t in range(3)])
+    tifffile.imwrite(tmp / "movie.ome.tif", movie, ome=True, metadata={"axes": "TYX"})
+    rows.append(("movie", tmp / "movie.ome.tif", "", "predict"))
+    return tmp, rows
+
+
+@pytest.fixture(scope="module")
+def finished_run(dataset, tmp_path_factory):
+    data, rows = dataset
+    work = tmp_path_factory.mktemp("run")
+    table = write_samples(data, rows)
+    snakemake(work, "all", samples=table)
+    return work, table
+
+
+@pytest.mark.workflow
+def test_whole_workflow_writes_every_contract_output(finished_run):
+    work, _ = finished_run
+    r = work / "results"
+    for name, split in SPLITS.items():
+        g = zarr.open_group(r / "data" / f"{name}.zarr", mode="r")
+        assert g["image"].dtype == np.float32 and g["labels"].dtype == np.int32
+        assert g["image"].shape == g["labels"].shape == (90, 110)
+        assert ("weights" in g) == (split in ("train", "val"))
+    aug = zarr.open_group(r / "augmented.zarr", mode="r")
+    assert set(aug.group_keys()) == {"a", "b"}
+    assert aug["a"]["image"].shape[0] == 2 and aug["a"]["weights"].dtype == np.float32
+    from tileunet.model import load_model
+    model = load_model(r / "model" / "model.pt")
+    assert model.config.depth == 2
+    for name in ("d", "e", "movie"):
+        assert (r / "predictions" / f"{name}.ome.zarr" / "zarr.json").exists()
+    metrics = (r / "evaluation" / "metrics.tsv").read_text().splitlines()
+    header = metrics[0].split("\t")
+    assert {"sample", "iou"} <= set(header)
+    assert [ln.split("\t")[0] for ln in metrics[1:]] == ["d", "e", "summary"]
+    assert (r / "train" / "metrics.tsv").exists() and (r / "train" / "loss.png").exists()
+    assert list((r / "evaluation" / "overlays").glob("*.png"))
+    assert list((r / "weights").glob("*.png")) and (r / "augment" / "examples.png").exists()
+
+
+@pytest.mark.workflow
+def test_stack_prediction_keeps_the_time_axis(finished_run):
+    from tileunet.ome import read_prediction
+    prob, labels = read_prediction(finished_run[0] / "results" / "predictions" / "movie.ome.zarr")
+    assert prob.shape == labels.shape == (3, 70, 80)
+
+
+@pytest.mark.workflow
+def test_forcerun_one_stage_reruns_it_and_downstream_only(finished_run):
+    work, table = finished_run
+    out = snakemake(work, "all", "-n", "--forcerun", "train_model", samples=table).stdout
+    jobs = {ln.split()[0] for ln in out.splitlines() if ln.strip().split(" ")[0] in
+            ("ingest_sample", "weights_sample", "augment_set", "train_model", "predict_sample", "evaluate_test")}
+    assert jobs == {"train_model", "predict_sample", "evaluate_test"}
+    assert "Nothing to be done" in snakemake(work, "all", "-n", samples=table).stdout
+
+
+@pytest.mark.workflow
+def test_bad_input_fails_and_leaves_no_output(dataset, tmp_path):
+    data, rows = dataset
+    bad = tmp_path / "nan.tif"
+    image = tifffile.imread(rows[0][1]).astype(np.float32)
+    image[3, 4] = np.nan
+    tifffile.imwrite(bad, image)
+    table = write_samples(tmp_path, [("a", bad, rows[0][2], "train"), *rows[1:3]])
+    proc = snakemake(tmp_path, "ingest", samples=table, check=False)
+    assert proc.returncode != 0
+    assert "NaN or infinite" in proc.stderr + proc.stdout + "".join(
+        p.read_text() for p in (tmp_path / "results" / "logs").rglob("*.log"))
+    assert not (tmp_path / "results" / "data" / "a.zarr").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("weights={'sigma': -1}", "sigma"),
+    ("train={'optimiser': 'sgd'}", "optimiser"),
+])
+def test_bad_config_is_refused_before_anything_runs(dataset, tmp_path, override, message):
+    data, rows = dataset
+    table = write_samples(tmp_path, rows)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                           "-n", "--cores", "1", "--configfile", str(ROOT / "config" / "ci.yaml"),
+                           "--config", f"samples={table}", override], capture_output=True, text=True)
+    assert proc.returncode != 0 and message in proc.stderr + proc.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_sample_table_is_refused(tmp_path):
+    table = write_samples(tmp_path, [("a", "a.tif", "a_l.tif", "val")])
+    proc = snakemake(tmp_path, "-n", samples=table, check=False)
+    assert proc.returncode != 0 and "training split is empty" in proc.stderr + proc.stdout
+
+
+def test_demo_config_dry_run_plans_every_stage():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--forceall"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rule in ("demo_data", "ingest_sample", "weights_sample", "augment_set", "train_model", "predict_sample", "evaluate_test"):
+        assert rule in proc.stdout
+
+
+def test_slurm_profile_dry_run_requests_gpus_for_train_and_predict(tmp_path):
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--workflow-profile", "profiles/slurm",
+                           "--configfile", "config/paper.yaml", "--printshellcmds", "--verbose"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    for rule in ("train_model", "predict_sample"):
+        block = out[out.index(f"rule {rule}:"):][:1500]
+        assert "gpu=1" in block and "gpu_model=" in block and "cpus_per_gpu=8" in block, block

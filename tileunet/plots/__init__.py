@@ -1,0 +1,1 @@
+"""Pictures for the Snakemake report, one module per stage (matplotlib, Agg backend)."""
