@@ -15,8 +15,9 @@ rule train_model:
         "results/benchmarks/train.tsv"
     params:
         # Not an output: Snakemake deletes failed outputs, and a preempted job must resume from here.
-        checkpoints="results/train/checkpoints",
-        val_stores=[DATA.format(sample=s) for s in samples_of("val")],
+        # Both paths derive from input/output so that an ablation module's replace_prefix applies.
+        checkpoints=lambda wildcards, output: os.path.join(os.path.dirname(output.metrics), "checkpoints"),
+        val_stores=lambda wildcards, input: [os.path.dirname(os.path.dirname(p)) for p in input.val],
         model=config["model"],
         train=config["train"],
         normalization=normalization(),

@@ -4,7 +4,8 @@ Contracting path: per level two 3x3 convolutions + ReLU, then 2x2 max-pool
 (stride 2) with the channels doubling; expanding path: 2x2 up-convolution
 halving the channels, concatenation with the centre-cropped feature map of
 the same level, two 3x3 convolutions + ReLU; a final 1x1 convolution to the
-classes.  Drop-out at the end of the contracting path (section 3.1).  Weights
+classes.  Drop-out at the end of the contracting path (section 3.1; element-wise,
+as Caffe's Dropout layer the authors used, not channel-wise).  Weights
 are drawn from a Gaussian with std sqrt(2/N), N = incoming nodes of one
 neuron (section 3).  ``padding="valid"`` is the paper; ``"same"`` is an option.
 """
@@ -72,6 +73,12 @@ class UNet(nn.Module):
         super().__init__()
         if padding not in ("valid", "same"):
             raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+        for name, value in (("in_channels", in_channels), ("n_classes", n_classes), ("depth", depth),
+                            ("base_channels", base_channels)):
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.config = UNetConfig(in_channels, n_classes, depth, base_channels, padding, batch_norm, dropout)
         pad = 0 if padding == "valid" else 1
         chans = [base_channels * 2**i for i in range(depth)]
@@ -81,7 +88,7 @@ class UNet(nn.Module):
             self.down.append(_double_conv(cin, c, pad, batch_norm))
             cin = c
         self.pool = nn.MaxPool2d(2)
-        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.upconv = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2)
                                     for i in reversed(range(depth - 1)))
         self.up = nn.ModuleList(_double_conv(2 * chans[i], chans[i], pad, batch_norm)
@@ -103,7 +110,13 @@ class UNet(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(self, x):
-        """(N, C_in, H, W) -> logits (N, n_classes, H', W'), H' = output_size(H)."""
+        """(N, C_in, H, W) -> logits (N, n_classes, H', W'), H' = output_size(H).
+
+        An H or W that some 2x2 pooling would see odd is refused with the
+        nearest valid sizes (paper section 2).
+        """
+        for edge in x.shape[-2:]:
+            check_input_size(int(edge), self.config.depth, self.config.padding)
         skips = []
         for i, block in enumerate(self.down):
             if i:
@@ -196,6 +209,9 @@ def save_model(path, model, normalization, extra=None):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clash = sorted(set(extra or {}) & {"state_dict", "config", "normalization", "tileunet_version"})
+    if clash:
+        raise ValueError(f"extra must not overwrite the reserved keys {clash}")
     payload = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "config": dataclasses.asdict(model.config),
                "normalization": dict(normalization),
@@ -212,7 +228,8 @@ def load_checkpoint(path):
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable tileunet model file ({exc}). "
+        # torch's own message suggests weights_only=False, which a foreign file must never get
+        raise ValueError(f"{path}: not a readable tileunet model file ({type(exc).__name__} in torch.load). "
                          "Fix: re-run `snakemake train` to write it again") from exc
     if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
         raise ValueError(f"{path}: not a tileunet model file (no config/state_dict). "

@@ -18,6 +18,7 @@ O(pixels) memory, and the map differs from the exact one by less than
 ``tol`` everywhere (:func:`weight_map`, Notes).
 """
 
+import inspect
 import math
 import sys
 
@@ -28,8 +29,8 @@ from .errors import InputError
 
 BORDER_REGIONS = ("background", "all")
 CLASS_BALANCES = ("inverse_frequency", "explicit", "none")
-# 8-neighbours that precede a pixel in raster order: (dy, dx)
-_CAUSAL = ((-1, -1), (-1, 0), (-1, 1), (0, -1))
+# half of the 8-neighbourhood, (dy, dx); with each pair seen from both sides it covers all 8
+_HALF_NEIGHBOURHOOD = ((-1, -1), (-1, 0), (-1, 1), (0, -1))
 
 
 def _check_labels(labels, ndim=2):
@@ -158,7 +159,8 @@ def _sequential(labels):
     """Labels as intp with ids small enough for find_objects (relabelled only when ids are sparse and huge)."""
     top = int(labels.max()) if labels.size else 0
     if top > labels.size:
-        return np.unique(labels, return_inverse=True)[1].reshape(labels.shape).astype(np.intp)
+        ids, inverse = np.unique(labels, return_inverse=True)
+        return (inverse.reshape(labels.shape) + (ids[0] != 0)).astype(np.intp)  # 0 stays background
     return labels.astype(np.intp, copy=False)
 
 
@@ -199,27 +201,34 @@ def two_nearest(labels, spacing=(1.0, 1.0), radius=math.inf):
         pad = lab.shape
     else:
         pad = tuple(int(math.ceil(max(radius, 0.0) / s)) for s in (sy, sx))
+    rows = np.arange(lab.shape[0], dtype=np.int32)[:, None]
+    cols = np.arange(lab.shape[1], dtype=np.int32)
     for i, box in enumerate(ndimage.find_objects(lab), start=1):
         if box is None:
             continue
         grown = tuple(slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(box, pad, lab.shape))
-        sq = _squared_distance(lab[grown] != i, sy, sx)
+        sq = _squared_distance(lab[grown] != i, sy, sx, rows, cols)
         near, second = sq1[grown], sq2[grown]
         np.minimum(second, np.maximum(near, sq), out=second)
         np.minimum(near, sq, out=near)
     return np.sqrt(sq1, out=sq1), np.sqrt(sq2, out=sq2)
 
 
-def _squared_distance(mask, sy, sx):
-    """Squared Euclidean distance (float32) from each pixel of ``mask`` to its nearest False pixel."""
+def _squared_distance(mask, sy, sx, rows, cols):
+    """Squared Euclidean distance (float32) from each pixel of ``mask`` to its nearest False pixel.
+
+    ``rows``/``cols`` are int32 aranges at least as long as the mask's axes.
+    """
     # the feature transform alone; squaring here spares scipy's float64 distance pass
-    ft = ndimage.distance_transform_edt(mask, sampling=(sy, sx), return_distances=False, return_indices=True)
-    dy = ft[0] - np.arange(mask.shape[0], dtype=ft.dtype)[:, None]
-    dx = ft[1] - np.arange(mask.shape[1], dtype=ft.dtype)
+    sampling = None if sy == sx == 1.0 else (sy, sx)
+    ft = ndimage.distance_transform_edt(mask, sampling=sampling, return_distances=False, return_indices=True)
+    dy, dx = ft
+    dy -= rows[: mask.shape[0]]
+    dx -= cols[: mask.shape[1]]
     sq = np.square(dy, dtype=np.float32)
+    dx = np.square(dx, dtype=np.float32)
     if sy != 1.0:
         sq *= np.float32(sy * sy)
-    dx = np.square(dx, dtype=np.float32)
     if sx != 1.0:
         dx *= np.float32(sx * sx)
     sq += dx
@@ -282,8 +291,8 @@ def weight_map(labels, w0=10.0, sigma=5.0, tol=1e-4, spacing=(1.0, 1.0), border_
 
     >>> labels = np.zeros((1, 9), int); labels[0, 2] = 1; labels[0, 6] = 2
     >>> w = weight_map(labels, class_balance="none")
-    >>> round(float(w[0, 4]), 4) == round(1 + 10 * np.exp(-16 / 50), 4)
-    True
+    >>> round(float(w[0, 4]), 4), round(1 + 10 * math.exp(-16 / 50), 4)
+    (8.2615, 8.2615)
     """
     labels = _check_labels(labels)
     _check_params(w0, sigma, tol, border_region, class_balance)
@@ -322,11 +331,13 @@ def weight_map_stack(labels, progress=False, **kwargs):
 def separate_touching(labels):
     """Carve a 1-pixel background gap where two instances touch (8-connectivity).
 
-    As the authors' implementation does (Falk et al. 2019, U-Net Fiji plugin):
-    a cell pixel becomes background when one of its 8-neighbours that precede
-    it in raster order (up-left, up, up-right, left) belongs to a different
-    cell in the input.  Of two touching cells the later-scanned side loses its
-    border pixels, so the gap is one pixel wide.
+    Of two touching cells, the one with the smaller id loses the pixels that
+    touch the other, so every border becomes a 1-pixel background gap that
+    the border term of the weight map can weight.  The authors' U-Net plugin
+    (Falk et al. 2019) carves the same way but tests only the four
+    neighbours that precede a pixel in raster order, which leaves 2-pixel
+    gaps along vertical borders; ordering by id instead gives 1-pixel gaps
+    in every orientation.
 
     Parameters
     ----------
@@ -336,15 +347,15 @@ def separate_touching(labels):
     Returns
     -------
     ndarray
-        A copy, same dtype and shape, where no two different cells are
-        8-adjacent.  Labels that are already separated come back unchanged
-        (idempotent).  A cell can lose all its pixels (e.g. a 1-pixel cell
-        below another one).
+        A copy, same dtype and shape, in which no two different cells are
+        8-adjacent; pixels are only set to 0, never relabelled.  Labels that
+        are already separated come back unchanged (idempotent).  A cell can
+        lose all its pixels (e.g. a 1-pixel cell beside a larger id).
 
     Examples
     --------
     >>> separate_touching(np.array([[1, 1, 2, 2]]))
-    array([[1, 1, 0, 2]])
+    array([[1, 0, 2, 2]])
     """
     labels = np.asarray(labels)
     if labels.ndim not in (2, 3):
@@ -352,38 +363,48 @@ def separate_touching(labels):
     lab = labels if labels.ndim == 3 else labels[None]
     carve = np.zeros(lab.shape, bool)
     ny, nx = lab.shape[1:]
-    for dy, dx in _CAUSAL:
-        # pixel (y, x) against its neighbour (y + dy, x + dx), both inside the image
+    for dy, dx in _HALF_NEIGHBOURHOOD:
+        # pixel (y, x) against its neighbour (y + dy, x + dx), both inside the image; the reverse
+        # direction covers the other four neighbours
         here = (slice(None), slice(-dy, ny), slice(max(-dx, 0), nx - max(dx, 0)))
         there = (slice(None), slice(0, ny + dy), slice(max(dx, 0), nx + min(dx, 0)))
         a, b = lab[here], lab[there]
-        carve[here] |= (a > 0) & (b > 0) & (a != b)
+        carve[here] |= (a > 0) & (b > a)
+        carve[there] |= (b > 0) & (a > b)
     out = lab.copy()
     out[carve] = 0
     return out if labels.ndim == 3 else out[0]
 
 
 def weight_kwargs(cfg, frequencies=None):
-    """:func:`weight_map` keyword arguments from the config's ``weights`` section.
+    """Every :func:`weight_map` keyword argument, from the config's ``weights`` section.
 
     Parameters
     ----------
     cfg : dict
         Keys ``w0, sigma, tol, border_region, class_balance, class_weights,
         frequency_scope, spacing, border_term``; missing keys take
-        :func:`weight_map`'s defaults.
+        :func:`weight_map`'s defaults, other keys are ignored.
     frequencies : sequence of 2 float, optional
-        Dataset frequencies, used when ``frequency_scope`` is ``dataset``.
+        Dataset ``[background, foreground]`` frequencies
+        (:func:`class_frequencies`), required when ``frequency_scope`` is
+        ``dataset``.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable; ``class_weights`` is set only for ``explicit``,
+        ``frequencies`` only for dataset scope (otherwise None).
     """
-    keys = ("w0", "sigma", "tol", "border_region", "class_balance", "border_term")
-    kwargs = {k: cfg[k] for k in keys if k in cfg}
-    if "spacing" in cfg:
-        kwargs["spacing"] = tuple(cfg["spacing"])
-    if cfg.get("class_balance") == "explicit":
-        kwargs["class_weights"] = cfg.get("class_weights", [1.0, 1.0])
+    defaults = {k: v.default for k, v in inspect.signature(weight_map).parameters.items() if k != "labels"}
+    kwargs = {**defaults, **{k: cfg[k] for k in defaults if k in cfg}}
+    kwargs["spacing"] = [float(s) for s in kwargs["spacing"]]
+    if kwargs["class_balance"] != "explicit":
+        kwargs["class_weights"] = None
+    kwargs["frequencies"] = None
     if cfg.get("frequency_scope", "image") == "dataset":
         if frequencies is None:
             raise InputError("weights.frequency_scope", "is dataset but no dataset frequencies were given",
                              "compute them with class_frequencies over the training labels")
-        kwargs["frequencies"] = list(frequencies)
+        kwargs["frequencies"] = [float(f) for f in frequencies]
     return kwargs

@@ -1,0 +1,27 @@
+"""Write the augmented training set results/augmented.zarr and its example grid (rule augment_set)."""
+
+import logging
+import sys
+from pathlib import Path
+
+from tileunet.augment import write_augmented
+from tileunet.plots.augment import save_examples
+
+
+def main(sm):
+    sys.stderr = open(sm.log[0], "w")
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.captureWarnings(True)
+    # Store folders from the inputs (.../{sample}.zarr/image/zarr.json), so a module's replace_prefix applies;
+    # params.stores gives the sample names in the same order.
+    stores = {sample: Path(p).parent.parent for sample, p in zip(sm.params.stores, sm.input.image)}
+    cfg = sm.params.cfg
+    logging.info("%d training samples, %d copies each, %d threads", len(stores), cfg["copies"], sm.threads)
+    write_augmented(stores, sm.output.store, cfg, sm.params.weights_cfg, sm.params.seed,
+                    threads=sm.threads, progress=True)
+    save_examples(sm.output.store, sm.output.examples, cfg["preview"])
+    logging.info("wrote %s and %s", sm.output.store, sm.output.examples)
+
+
+if __name__ == "__main__":  # worker processes (spawn) re-import this file under another name
+    main(snakemake)  # noqa: F821 (snakemake is injected)

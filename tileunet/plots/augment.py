@@ -1,0 +1,92 @@
+"""Pictures of the augment stage: a grid of augmented copies as the network sees them.
+
+One column per example; the top row shows the augmented image in grey with
+every instance outlined just inside its border (touching cells each keep
+their own line), the bottom row its weight map.  Drawn with matplotlib's Agg
+canvas, no pyplot state.
+"""
+
+import numpy as np
+import zarr
+from matplotlib.figure import Figure
+from skimage.segmentation import find_boundaries
+
+CONTOUR_COLOUR = (0.9, 0.62, 0.0)  # Okabe-Ito orange, readable on grey
+
+
+def pick_examples(store, n):
+    """``n`` (sample, index) pairs spread evenly over all copies of an augmented store.
+
+    Parameters
+    ----------
+    store : zarr.Group
+        ``results/augmented.zarr`` opened for reading.
+    n : int
+
+    Returns
+    -------
+    list of (str, int)
+        In store order; all copies when there are fewer than ``n``.
+    """
+    flat = [(name, i) for name in sorted(store.group_keys()) for i in range(store[name]["image"].shape[0])]
+    if n <= 0 or not flat:
+        return []
+    return [flat[i] for i in np.unique(np.linspace(0, len(flat) - 1, min(n, len(flat))).round().astype(int))]
+
+
+def contour_rgb(image, labels, low=0.0, high=1.0):
+    """The image in grey ([low, high] -> black..white) with instance contours, float (Y, X, 3) in [0, 1]."""
+    grey = np.clip((np.nan_to_num(np.asarray(image, dtype=np.float32)) - low) / (high - low), 0, 1)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    rgb[find_boundaries(np.asarray(labels), mode="inner")] = CONTOUR_COLOUR
+    return rgb
+
+
+def examples_figure(store, n=4, max_side=384, dpi=100):
+    """The example grid of an augmented store.
+
+    Parameters
+    ----------
+    store : str, Path or zarr.Group
+        ``results/augmented.zarr``.
+    n : int
+        Examples (columns), spread over all samples and copies.
+    max_side : int
+        Larger copies are subsampled by a whole stride (contours drawn on the
+        subsampled labels) to keep the PNG small.
+    dpi : int
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    group = store if isinstance(store, zarr.Group) else zarr.open_group(store, mode="r")
+    picks = pick_examples(group, n)
+    if not picks:
+        fig = Figure(figsize=(4, 1), dpi=dpi)
+        fig.text(0.5, 0.5, "no examples (augment.preview = 0 or an empty store)", ha="center", va="center")
+        return fig
+    ny, nx = group[picks[0][0]]["image"].shape[1:]
+    panel = 2.6  # inches per example column
+    fig = Figure(figsize=(panel * len(picks) + 1.0, 2 * panel * ny / nx + 0.5), dpi=dpi, layout="constrained")
+    axes = fig.subplots(2, len(picks), squeeze=False)
+    wmax = max(float(np.max(group[s]["weights"][i])) for s, i in picks)
+    for col, (sample, index) in enumerate(picks):
+        g = group[sample]
+        step = max(1, -(-max(g["image"].shape[1:]) // max_side))
+        sub = (index, slice(None, None, step), slice(None, None, step))
+        axes[0, col].imshow(contour_rgb(g["image"][sub], g["labels"][sub]), interpolation="nearest")
+        im = axes[1, col].imshow(g["weights"][sub], cmap="magma", vmin=0, vmax=wmax, interpolation="nearest")
+        copies = g.attrs.get("copies", 1)
+        axes[0, col].set_title(f"{sample} plane {index // copies} copy {index % copies}", fontsize=8)
+        for ax in axes[:, col]:
+            ax.set_axis_off()
+    axes[0, 0].text(-0.05, 0.5, "image + labels", rotation=90, transform=axes[0, 0].transAxes, ha="right", va="center")
+    axes[1, 0].text(-0.05, 0.5, "weights", rotation=90, transform=axes[1, 0].transAxes, ha="right", va="center")
+    fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8, label="loss weight")
+    return fig
+
+
+def save_examples(store, path, n=4):
+    """Draw :func:`examples_figure` into a PNG at ``path``."""
+    examples_figure(store, n).savefig(path, format="png")

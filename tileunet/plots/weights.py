@@ -1,0 +1,76 @@
+"""Preview of a weight map for the report: image | labels | weight map (with colour bar).
+
+Drawn with matplotlib's Agg canvas, no pyplot state.
+"""
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..io import atomic_path
+
+
+def label_colours(labels, seed=0):
+    """RGBA image of instance labels: background transparent-black, each id a random bright colour.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Y, X)
+
+    Returns
+    -------
+    ndarray of float, shape (Y, X, 4)
+    """
+    labels = np.asarray(labels)
+    ids, inverse = np.unique(labels, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    palette = np.concatenate([rng.uniform(0.3, 1.0, (len(ids), 3)), np.ones((len(ids), 1))], axis=1)
+    palette[ids == 0] = (0.0, 0.0, 0.0, 1.0)
+    return palette[inverse.reshape(labels.shape)]
+
+
+def weight_figure(image, labels, weights, title=""):
+    """Three panels side by side: the image, its instance labels, the weight map with a colour bar.
+
+    Parameters
+    ----------
+    image : ndarray of float, shape (Y, X)
+        Normalised intensities, shown in grey from the 1st to the 99th percentile.
+    labels : ndarray of int, shape (Y, X)
+        Instance ids, 0 = background.
+    weights : ndarray of float, shape (Y, X)
+        The weight map (:func:`tileunet.weights.weight_map`).
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    image, labels, weights = (np.asarray(a) for a in (image, labels, weights))
+    if not image.shape == labels.shape == weights.shape or image.ndim != 2:
+        raise ValueError(f"image {image.shape}, labels {labels.shape} and weights {weights.shape} "
+                         "must be 2D arrays of one shape; pass one plane")
+    height, width = image.shape
+    panel = 4.0
+    fig = Figure(figsize=(3 * panel + 1.0, panel * height / width + 0.8), layout="constrained")
+    axes = fig.subplots(1, 3)
+    lo, hi = np.percentile(image, [1, 99]) if image.size else (0, 1)
+    axes[0].imshow(image, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+    axes[0].set_title("image")
+    axes[1].imshow(label_colours(labels), interpolation="nearest")
+    axes[1].set_title(f"labels ({len(np.unique(labels[labels > 0]))} cells)")
+    shown = axes[2].imshow(weights, cmap="magma", interpolation="nearest")
+    axes[2].set_title(f"weight map (max {float(weights.max()) if weights.size else 0:.2f})")
+    fig.colorbar(shown, ax=axes[2], shrink=0.8, label="w(x)")
+    for ax in axes:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def save_weight_preview(path, image, labels, weights, title="", dpi=100):
+    """Write :func:`weight_figure` as a PNG at ``path``, atomically."""
+    fig = weight_figure(image, labels, weights, title)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)

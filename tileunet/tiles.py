@@ -1,0 +1,269 @@
+"""Training and validation tiles read lazily from Zarr, mirrored at the border.
+
+A tile is an output window of ``out`` x ``out`` pixels at (y, x) in one 2D
+plane; the network input is that window grown by the model's ``margin`` on
+every side.  Where the input window leaves the image, the missing context is
+mirrored (paper section 2, figure 2: overlap-tile), so border pixels are
+trained exactly as overlap-tile inference will see them.  Output pixels that
+fall outside a plane smaller than the tile get weight 0 and do not count.
+
+Every read touches only the chunks under the window, so memory does not grow
+with the data set.  Training tiles are drawn by a counter-based generator:
+tile ``t`` depends only on (seed, t), which makes the sampler state a single
+integer and the draw independent of DataLoader workers.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from .errors import InputError
+
+MIRROR_MODE = "symmetric"
+"""numpy.pad mode of the border mirroring; dask's ``boundary="reflect"`` is the same."""
+
+ARRAYS = ("image", "labels", "weights")
+
+
+def mirror_index(start, stop, n, mode=MIRROR_MODE):
+    """Indices into an axis of length ``n`` for positions ``start..stop-1``, mirrored outside.
+
+    Parameters
+    ----------
+    start, stop : int
+        Window on the axis; may extend beyond ``[0, n)`` by any amount.
+    n : int
+        Axis length, >= 1.
+    mode : {"symmetric", "reflect"}
+        As :func:`numpy.pad`: ``symmetric`` repeats the edge pixel, ``reflect`` does not.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (stop - start,)
+
+    Examples
+    --------
+    >>> mirror_index(-2, 5, 4).tolist()
+    [1, 0, 0, 1, 2, 3, 3]
+    """
+    if mode not in ("symmetric", "reflect"):
+        raise ValueError(f"mode must be 'symmetric' or 'reflect', got {mode!r}")
+    i = np.arange(start, stop)
+    if n == 1:
+        return np.zeros_like(i)
+    period = 2 * n if mode == "symmetric" else 2 * (n - 1)
+    i = np.mod(i, period)
+    return np.where(i < n, i, period - i - (1 if mode == "symmetric" else 0))
+
+
+def read_window(array, plane, y0, x0, height, width, mode=MIRROR_MODE):
+    """Read a ``height`` x ``width`` window at (y0, x0) of one plane, mirrored at the border.
+
+    Only the bounding box of the needed pixels is read from ``array``.
+
+    Parameters
+    ----------
+    array : array-like, shape (Y, X) or (N, Y, X)
+        zarr, numpy or anything sliceable.
+    plane : int or None
+        Index on the leading axis; None for a 2D array.
+    y0, x0 : int
+        Window origin (px); may be negative.
+    height, width : int
+
+    Returns
+    -------
+    numpy.ndarray, shape (height, width), dtype of ``array``
+    """
+    ny, nx = array.shape[-2:]
+    rows, cols = mirror_index(y0, y0 + height, ny, mode), mirror_index(x0, x0 + width, nx, mode)
+    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    block = np.asarray(array[box if plane is None else (plane, *box)])
+    return block[np.ix_(rows - rows.min(), cols - cols.min())]
+
+
+def inside_mask(y0, x0, height, width, shape):
+    """float32 (height, width): 1 where the window lies inside a plane of ``shape``, else 0."""
+    rows = (np.arange(y0, y0 + height) >= 0) & (np.arange(y0, y0 + height) < shape[0])
+    cols = (np.arange(x0, x0 + width) >= 0) & (np.arange(x0, x0 + width) < shape[1])
+    return (rows[:, None] & cols[None, :]).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plane:
+    """One 2D plane of a Zarr group: ``store`` path, leading index (None for 2D), (Y, X)."""
+
+    store: str
+    index: object
+    shape: tuple
+
+
+def _open_group(path, need_leading):
+    path = Path(path)
+    try:
+        group = zarr.open_group(path, mode="r")
+    except Exception as exc:
+        raise InputError(path, f"cannot be opened as a Zarr group ({exc})",
+                         "re-run the stage that writes it (snakemake --forcerun ingest augment)") from exc
+    missing = [a for a in ARRAYS if a not in group]
+    if missing:
+        raise InputError(path, f"lacks the arrays {missing}", "re-run the weights and augment stages that write them")
+    shapes = {a: group[a].shape for a in ARRAYS}
+    if len(set(shapes.values())) != 1 or len(shapes["image"]) not in ((3,) if need_leading else (2, 3)):
+        raise InputError(path, f"has arrays of shapes {shapes}; image, labels and weights must share one "
+                         f"{'(copies, Y, X)' if need_leading else '(Y, X) or (N, Y, X)'} shape",
+                         "re-run the stage that writes it")
+    return group, shapes["image"]
+
+
+def planes_of(path, need_leading=False):
+    """The :class:`Plane` list of one sample group (2D, or a stack / augmented copies)."""
+    _, shape = _open_group(path, need_leading)
+    if len(shape) == 2:
+        return [Plane(str(path), None, tuple(shape))]
+    return [Plane(str(path), i, tuple(shape[1:])) for i in range(shape[0])]
+
+
+def augmented_planes(path):
+    """Every (sample, copy) plane of ``results/augmented.zarr`` (one group per sample)."""
+    path = Path(path)
+    try:
+        root = zarr.open_group(path, mode="r")
+    except Exception as exc:
+        raise InputError(path, f"cannot be opened as a Zarr group ({exc})", "re-run `snakemake augment`") from exc
+    names = sorted(name for name, _ in root.groups())
+    if not names:
+        raise InputError(path, "holds no sample groups", "check that the sample table has rows of split train")
+    return [p for name in names for p in planes_of(path / name, need_leading=True)]
+
+
+class TileReader:
+    """Reads (image, foreground, weights) windows of planes, opening each store once per process.
+
+    Parameters
+    ----------
+    planes : list of Plane
+    out : int
+        Output tile edge (px).
+    margin : int
+        Context per side (px) the network consumes; the input edge is ``out + 2 * margin``.
+    """
+
+    def __init__(self, planes, out, margin):
+        self.planes, self.out, self.margin = list(planes), int(out), int(margin)
+        self._groups = {}
+
+    def __getstate__(self):
+        # zarr handles are reopened in each DataLoader worker rather than pickled
+        return {**self.__dict__, "_groups": {}}
+
+    def _group(self, store):
+        if store not in self._groups:
+            self._groups[store] = zarr.open_group(store, mode="r")
+        return self._groups[store]
+
+    def read(self, plane_id, y, x):
+        """Tile with output origin (y, x) in plane ``plane_id``.
+
+        Returns
+        -------
+        image : float32 (1, out + 2 margin, out + 2 margin)
+        target : int64 (out, out)
+            1 where labels > 0 (foreground), else 0.
+        weights : float32 (out, out)
+            The weight map, 0 outside the plane.
+        """
+        plane = self.planes[plane_id]
+        group, m, out = self._group(plane.store), self.margin, self.out
+        image = read_window(group["image"], plane.index, y - m, x - m, out + 2 * m, out + 2 * m)
+        labels = read_window(group["labels"], plane.index, y, x, out, out)
+        weights = read_window(group["weights"], plane.index, y, x, out, out) * inside_mask(y, x, out, out, plane.shape)
+        return (image.astype(np.float32, copy=False)[None], (labels > 0).astype(np.int64),
+                weights.astype(np.float32, copy=False))
+
+
+class RandomTiles(torch.utils.data.Dataset):
+    """Training tile ``t`` = a random output window, drawn from ``numpy.random.default_rng([seed, t])``.
+
+    A plane is picked with probability proportional to its area, then an
+    output origin uniformly among those that keep the output window inside the
+    plane (or at 0 when the plane is smaller than the tile).
+
+    Parameters
+    ----------
+    reader : TileReader
+    seed : int
+    """
+
+    def __init__(self, reader, seed):
+        self.reader, self.seed = reader, int(seed)
+        areas = np.array([p.shape[0] * p.shape[1] for p in reader.planes], dtype=np.float64)
+        self._p = areas / areas.sum()
+
+    def __len__(self):
+        return np.iinfo(np.int64).max
+
+    def spec(self, t):
+        """(plane id, y, x) of tile ``t``."""
+        rng = np.random.default_rng([self.seed, int(t)])
+        pid = int(rng.choice(len(self._p), p=self._p))
+        ny, nx = self.reader.planes[pid].shape
+        out = self.reader.out
+        return pid, int(rng.integers(0, max(ny - out, 0) + 1)), int(rng.integers(0, max(nx - out, 0) + 1))
+
+    def __getitem__(self, t):
+        return tuple(torch.from_numpy(a) for a in self.reader.read(*self.spec(t)))
+
+
+class IterationBatches(torch.utils.data.Sampler):
+    """Batches of tile indices for iterations ``start .. stop - 1``: iteration i uses tiles i*B .. i*B+B-1."""
+
+    def __init__(self, start, stop, batch_size):
+        self.start, self.stop, self.batch_size = int(start), int(stop), int(batch_size)
+
+    def __len__(self):
+        return max(self.stop - self.start, 0)
+
+    def __iter__(self):
+        for i in range(self.start, self.stop):
+            yield list(range(i * self.batch_size, (i + 1) * self.batch_size))
+
+
+def grid_specs(planes, out):
+    """Output windows covering every plane on a regular grid (the last row/column flush with the edge)."""
+    specs = []
+    for pid, plane in enumerate(planes):
+        ys, xs = (sorted({*range(0, max(n - out, 0) + 1, out), max(n - out, 0)}) for n in plane.shape)
+        specs += [(pid, y, x) for y in ys for x in xs]
+    return specs
+
+
+def validation_tiles(stores, out, margin, n_tiles):
+    """Fixed validation tiles: ``n_tiles`` evenly spread over the grid covering every plane.
+
+    Parameters
+    ----------
+    stores : list of path
+        ``results/data/{sample}.zarr`` groups with image, labels, weights of shape (Y, X) or (N, Y, X).
+    out, margin : int
+        Output tile edge and model margin (px).
+    n_tiles : int
+        At most this many tiles (fewer when the grid is smaller).
+
+    Returns
+    -------
+    tuple of torch.Tensor or None
+        image (T, 1, out + 2 margin, out + 2 margin) float32, target (T, out, out) int64,
+        weights (T, out, out) float32 (0 outside the planes); None without stores.
+    """
+    planes = [p for s in stores for p in planes_of(s)]
+    if not planes:
+        return None
+    specs = grid_specs(planes, out)
+    keep = np.unique(np.linspace(0, len(specs) - 1, min(n_tiles, len(specs))).round().astype(int))
+    reader = TileReader(planes, out, margin)
+    tiles = [reader.read(*specs[k]) for k in keep]
+    return tuple(torch.from_numpy(np.stack(a)) for a in zip(*tiles))
