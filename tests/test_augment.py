@@ -14,9 +14,9 @@ from scipy import ndimage
 
 from synthetic import touching_cells
 from tileunet import __version__
-from tileunet.augment import (AugmentParams, Transform, augment_plane, copy_rng, displacement_field, draw_transform,
-                              sampling_grid, vary_intensity, warp_image, warp_labels, warp_weights, weight_kwargs,
-                              write_augmented)
+from tileunet.augment import (AugmentParams, Transform, augment_plane, copy_rng, dataset_frequencies,
+                              displacement_field, draw_transform, sampling_grid, vary_intensity, warp_image,
+                              warp_labels, warp_weights, weight_kwargs, write_augmented)
 from tileunet.config import load_schema
 from tileunet.errors import InputError
 from tileunet.weights import separate_touching, weight_map
@@ -267,6 +267,10 @@ def test_dataset_frequencies_from_the_source_weights_are_used(tmp_path):
     expected = weight_map(g["labels"][0], **weight_kwargs(cfg, [0.5, 0.5]))
     assert np.array_equal(g["weights"][0], expected)
     assert not np.array_equal(expected, weight_map(g["labels"][0], **weight_kwargs(WEIGHTS_CFG)))
+    assert dataset_frequencies({"frequencies": [0.7, 0.3]}) == [0.7, 0.3] and dataset_frequencies({}) is None
+    bare = make_store(tmp_path / "bare.zarr", image, labels)
+    with pytest.warns(UserWarning, match="frequencies"):
+        write_augmented({"s": bare}, tmp_path / "aug2.zarr", {"copies": 1}, cfg, seed=0)
 
 
 def test_bad_source_is_refused_naming_it_and_nothing_is_left(tmp_path, stores):

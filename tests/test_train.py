@@ -15,6 +15,7 @@ from synthetic import touching_cells
 from tileunet.device import autocast, select_device
 from tileunet.errors import InputError
 from tileunet.io import write_array
+from tileunet.model import UNet
 from tileunet.normalize import normalize_plane
 from tileunet.plots.train import loss_curve
 from tileunet.tiles import (IterationBatches, RandomTiles, TileReader, augmented_planes, grid_specs, mirror_index,
@@ -297,7 +298,6 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(stores, tmp_path):
 def test_grad_clip_bounds_the_step(stores, tmp_path):
     augmented, val = stores
     torch.manual_seed(5)
-    from tileunet.model import UNet
     before = _state(UNet(**TINY))
     cfg = {**TINY_TRAIN, "iterations": 1, "lr": 1.0, "momentum": 0.0, "grad_clip": 1e-3}
     model, _ = train(augmented, [val], TINY, cfg, tmp_path / "g", seed=5, progress=False)
@@ -319,3 +319,21 @@ def test_guards_name_what_to_change(stores, tmp_path):
 
     with pytest.raises(RuntimeError, match="out of memory on cpu.*Fix: lower train.batch_size"):
         train(augmented, [val], TINY, TINY_TRAIN, tmp_path / "m", progress=False, on_step=out_of_memory)
+
+
+def test_worker_processes_do_not_change_the_result(stores, tmp_path):
+    augmented, val = stores
+    cfg = {**TINY_TRAIN, "iterations": 2}
+    inline, _ = train(augmented, [val], TINY, cfg, tmp_path / "w0", seed=5, progress=False)
+    workers, _ = train(augmented, [val], TINY, {**cfg, "workers": 2}, tmp_path / "w2", seed=5, progress=False)
+    _assert_identical(_state(inline), _state(workers))
+
+
+def test_metrics_rows_record_the_learning_rate_of_their_step(stores, tmp_path):
+    augmented, val = stores
+    cfg = {**TINY_TRAIN, "iterations": 4, "schedule": "cosine", "val_interval": 4, "checkpoint_interval": 4}
+    _, history = train(augmented, [val], TINY, cfg, tmp_path / "l", seed=5, progress=False)
+    # rows every min(val_interval, checkpoint_interval) iterations; step i runs at lr (1 + cos(pi (i-1) / 4)) / 2
+    assert [r["iteration"] for r in history] == [4]
+    assert history[0]["lr"] == pytest.approx(0.01 * (1 + math.cos(math.pi * 3 / 4)) / 2)
+    assert history[0]["tiles_per_s"] > 0 and history[0]["val_iou"] is not None

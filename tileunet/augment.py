@@ -66,7 +66,7 @@ WEIGHTS_MODES = ("recompute", "interpolate")
 # float32 holds every integer below 2**24 exactly; larger ids go through float64
 _FLOAT32_EXACT = 2**24
 _WEIGHT_KEYS = ("w0", "sigma", "tol", "border_region", "class_balance", "class_weights", "border_term")
-PARALLEL_MIN_PX = 2**24  # ~ a few seconds of work on one core: more than a worker's start-up
+PARALLEL_MIN_PX = 2**26  # ~64 Mpx, 5-15 s on one core: worth a worker start-up (torch import, script re-import)
 LAYOUT = ("one group per training sample; arrays image, labels, weights of shape (planes * copies, Y, X), "
           "plane-major (index = plane * copies + copy; a 2D sample has planes = 1), one copy per chunk")
 
@@ -153,7 +153,8 @@ class Transform:
         Grid displacements of shape (2, grid, grid) as nested tuples, (dy, dx)
         in source pixels at the control points; None for no deformation.
     angle : float
-        Rotation in degrees.
+        Rotation in degrees about the image centre; positive turns the
+        content clockwise as displayed (y down), 90 gives ``numpy.rot90(image, -1)``.
     flip : (bool, bool)
         Mirror the y and the x axis.
     shift : (float, float)

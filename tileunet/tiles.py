@@ -14,6 +14,7 @@ integer and the draw independent of DataLoader workers.
 """
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,17 @@ def planes_of(path, need_leading=False):
     return [Plane(str(path), i, tuple(shape[1:])) for i in range(shape[0])]
 
 
+def sample_groups(root):
+    """(name, group) pairs of a Zarr group's subgroups, quiet about foreign files.
+
+    Snakemake marks a directory output with a ``.snakemake_timestamp`` file,
+    which zarr would warn about on every listing.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy")
+        return sorted(root.groups(), key=lambda item: item[0])
+
+
 def augmented_planes(path):
     """Every (sample, copy) plane of ``results/augmented.zarr`` (one group per sample)."""
     path = Path(path)
@@ -134,7 +146,7 @@ def augmented_planes(path):
         root = zarr.open_group(path, mode="r")
     except Exception as exc:
         raise InputError(path, f"cannot be opened as a Zarr group ({exc})", "re-run `snakemake augment`") from exc
-    names = sorted(name for name, _ in root.groups())
+    names = sorted(name for name, _ in sample_groups(root))
     if not names:
         raise InputError(path, "holds no sample groups", "check that the sample table has rows of split train")
     return [p for name in names for p in planes_of(path / name, need_leading=True)]

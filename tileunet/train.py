@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .device import autocast, configure, select_device
 from .io import atomic_path
 from .model import UNet, check_input_size
-from .tiles import IterationBatches, RandomTiles, TileReader, augmented_planes, validation_tiles
+from .tiles import IterationBatches, RandomTiles, TileReader, augmented_planes, sample_groups, validation_tiles
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ def data_fingerprint(path):
     """Hash of the augmented set's attributes and array shapes (cheap; reads no pixels)."""
     root = zarr.open_group(path, mode="r")
     parts = [dict(root.attrs)] + [[name, {a: list(g[a].shape) for a in ("image", "labels", "weights")},
-                                   dict(g.attrs)] for name, g in sorted(root.groups())]
+                                   dict(g.attrs)] for name, g in sample_groups(root)]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -304,6 +304,7 @@ class _Run:
         self.optimizer = make_optimizer(model, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg)
         self.iteration, self.saved, self.history = 0, None, []
+        self.lr = cfg.lr  # learning rate of the latest step
 
     def resume(self):
         ckpt = load_checkpoint(self.path)
@@ -343,6 +344,7 @@ class _Run:
         loss.backward()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
         return loss.detach()
@@ -439,7 +441,7 @@ def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerp
             if not (validate or save or it % row_every == 0):
                 continue
             row = {"iteration": it, "loss": run.check_losses(losses), "val_loss": None, "val_iou": None,
-                   "lr": run.scheduler.get_last_lr()[0],
+                   "lr": run.lr,
                    "tiles_per_s": len(losses) * cfg.batch_size / (time.perf_counter() - tick)}
             if validate:
                 row["val_loss"], row["val_iou"] = evaluate(model, val, cfg.batch_size, device, cfg.amp,
