@@ -159,7 +159,7 @@ def main(argv=None):
     seconds = (time.perf_counter() - start) / args.steps
     achieved = flops / seconds / 1e12
     threads = torch.get_num_threads()
-    baseline = matmul_tflops(device, amp, 8192 if device.type == "cuda" else 2048, 20 if device.type == "cuda" else 3)
+    baseline = matmul_tflops(device, amp, 8192 if device.type == "cuda" else 2048, 20 if device.type == "cuda" else 10)
     peak, peak_from = device_peak_tflops(device, amp, threads, args.peak_tflops)
     if device.type == "cpu" and not args.peak_tflops and peak < baseline:
         # /proc/cpuinfo reports the current clock, not the boost clock: the matmul proves a higher peak
