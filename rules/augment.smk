@@ -14,7 +14,7 @@ rule augment_set:
     benchmark:
         "results/benchmarks/augment.tsv"
     params:
-        stores={s: DATA.format(sample=s) for s in samples_of("train")},
+        samples=samples_of("train"),
         cfg=config["augment"],
         weights_cfg=config["weights"],
         seed=config["seed"],

@@ -1,6 +1,7 @@
 # Config validation, the sample table and input functions; no rules here.
 import os
 import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -14,7 +15,6 @@ from tileunet.samples import read_sample_table  # noqa: E402
 validate(config, workflow.source_path("../config/schema.yaml"))
 
 SAMPLES = read_sample_table(config["samples"])
-DATA = "results/data/{sample}.zarr"
 
 
 def samples_of(*splits):
@@ -27,12 +27,22 @@ def data_array(name, samples):
     return [f"results/data/{s}.zarr/{name}/zarr.json" for s in samples]
 
 
+def group_of(array_json):
+    """results/data/{sample}.zarr from .../{sample}.zarr/{array}/zarr.json.
+
+    Paths in params are derived from inputs and outputs this way, so that the
+    ablation modules' replace_prefix (which rewrites inputs and outputs, not
+    params) moves them too.
+    """
+    return str(Path(array_json).parent.parent)
+
+
 def get_source(kind):
     """Input function: the image or labels file a sample table row names."""
     return lambda wc: getattr(SAMPLES[wc.sample], kind)
 
 
-def get_class_frequencies(wildcards):
+def class_frequencies_input():
     """Dataset-wide class frequencies, needed only for weights.frequency_scope == dataset."""
     if config["weights"]["frequency_scope"] == "dataset":
         return "results/weights/class_frequencies.json"

@@ -33,7 +33,7 @@ rule ingest_sample:
     benchmark:
         "results/benchmarks/ingest/{sample}.tsv"
     params:
-        store=DATA,
+        store=lambda wildcards, output: group_of(output.image),
         split=lambda wc: SAMPLES[wc.sample].split,
         cfg=config["ingest"],
         separate_touching=lambda wc: config["weights"]["separate_touching"]

@@ -11,7 +11,7 @@ rule class_frequencies:
     benchmark:
         "results/benchmarks/weights/class_frequencies.tsv"
     params:
-        stores=[DATA.format(sample=s) for s in samples_of("train")],
+        stores=lambda wildcards, input: [group_of(p) for p in input.labels],
     threads: 1
     resources:
         **cpu_resources(),
@@ -25,7 +25,7 @@ rule weights_sample:
     input:
         image="results/data/{sample}.zarr/image/zarr.json",
         labels="results/data/{sample}.zarr/labels/zarr.json",
-        frequencies=get_class_frequencies,
+        frequencies=class_frequencies_input(),
     output:
         weights="results/data/{sample}.zarr/weights/zarr.json",
         preview=report("results/weights/{sample}.png", caption="../report/weights.rst", category="1. Data"),
@@ -34,7 +34,7 @@ rule weights_sample:
     benchmark:
         "results/benchmarks/weights/{sample}.tsv"
     params:
-        store=DATA,
+        store=lambda wildcards, output: group_of(output.weights),
         cfg=config["weights"],
     threads: 1
     resources:

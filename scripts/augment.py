@@ -12,9 +12,8 @@ def main(sm):
     sys.stderr = open(sm.log[0], "w")
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.captureWarnings(True)
-    # Store folders from the inputs (.../{sample}.zarr/image/zarr.json), so a module's replace_prefix applies;
-    # params.stores gives the sample names in the same order.
-    stores = {sample: Path(p).parent.parent for sample, p in zip(sm.params.stores, sm.input.image)}
+    # Store folders from the inputs (.../{sample}.zarr/image/zarr.json), so a module's replace_prefix applies.
+    stores = {sample: Path(p).parent.parent for sample, p in zip(sm.params.samples, sm.input.image)}
     cfg = sm.params.cfg
     logging.info("%d training samples, %d copies each, %d threads", len(stores), cfg["copies"], sm.threads)
     write_augmented(stores, sm.output.store, cfg, sm.params.weights_cfg, sm.params.seed,
