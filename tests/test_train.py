@@ -146,6 +146,21 @@ def test_random_tiles_are_a_function_of_seed_and_index(stores):
     assert list(IterationBatches(2, 4, 3)) == [[6, 7, 8], [9, 10, 11]]
 
 
+def test_foreground_oversampling_places_tiles_over_cells(tmp_path):
+    labels = np.zeros((2, 200, 300), np.int32)
+    labels[1, 150:160, 250:262] = 7  # one small cell in the second plane only
+    zarr.open_group(tmp_path / "aug.zarr", mode="w", zarr_format=3)
+    for name, a in (("image", labels.astype(np.float32)), ("labels", labels), ("weights", np.ones_like(labels, np.float32))):
+        write_array(tmp_path / "aug.zarr" / "s", name, a)
+    reader = TileReader(augmented_planes(tmp_path / "aug.zarr"), 16, 4)
+    always = RandomTiles(reader, seed=0, foreground_p=1.0)
+    assert all(always[t][1].sum() > 0 for t in range(50))  # every tile's target holds foreground
+    uniform = RandomTiles(reader, seed=0, foreground_p=0.0)
+    assert sum(uniform[t][1].sum() > 0 for t in range(50)) < 10
+    half = [RandomTiles(reader, seed=0, foreground_p=0.5).spec(t) for t in range(200)]
+    assert half == [RandomTiles(reader, seed=0, foreground_p=0.5).spec(t) for t in range(200)]
+
+
 def test_validation_tiles_are_fixed_and_cover_the_planes(stores):
     _, val = stores
     planes = planes_of(val)

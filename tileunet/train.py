@@ -70,6 +70,7 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     workers: int = 2
+    foreground_p: float = 0.0
 
     @classmethod
     def from_dict(cls, values):
@@ -511,7 +512,7 @@ def train(augmented, val_stores, model_config, train_config, checkpoint_dir, see
     fp = fingerprint(dataclasses.asdict(model.config), cfg, seed, data_fingerprint(augmented))
     log.info("training a depth-%d U-Net (%d -> %d px tiles, margin %d) on %s for %d iterations, %d workers",
              model.config.depth, cfg.tile_size, out, model.margin, device, cfg.iterations, workers)
-    history = fit(model, RandomTiles(reader, seed), val, cfg, checkpoint_dir, device, workers, fp,
+    history = fit(model, RandomTiles(reader, seed, cfg.foreground_p), val, cfg, checkpoint_dir, device, workers, fp,
                   on_step=on_step, progress=progress)
     return model, history
 

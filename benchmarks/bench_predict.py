@@ -1,0 +1,147 @@
+"""Chunked prediction pipeline: efficiency against the bare forward passes, memory flatness, throughput.
+
+(a) Efficiency: the demo config's model (config/config.yaml: depth, base_channels,
+    predict.tile, predict.batch_size; random weights) on a 4096x4096 slide in a
+    Zarr store.  Baseline = the bare model forward over the same input windows,
+    already in memory, in the same batches; figure = baseline time / the whole
+    pipeline's wall time (intensity range, reading, halo, forward, writing,
+    labels, pyramid).  Floor 0.9 on CPU.
+(b) Peak RSS (ru_maxrss of a fresh subprocess each) of the whole pipeline with a
+    tiny net (depth 2, base 2) on lazily generated synthetic slides of 8192^2
+    and 32768^2 (a Zarr array written chunk by chunk, never whole in memory).
+    Floor: the large slide under 2 GiB and within 25% of the small one.
+(c) Megapixels per second of every run.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_predict.py                  # everything (~10 min on 2 cores)
+    .venv/bin/python benchmarks/bench_predict.py --efficiency 1024 --rss 2048 4096   # quick
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+import zarr
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tileunet import predict  # noqa: E402
+from tileunet.model import UNet  # noqa: E402
+
+GEN_CHUNK = 2048
+
+
+def demo_settings():
+    """(depth, base_channels, tile, batch_size) of config/config.yaml; (4, 16, 364, 4) if absent."""
+    try:
+        cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+        return (cfg["model"]["depth"], cfg["model"]["base_channels"], cfg["predict"]["tile"],
+                cfg["predict"]["batch_size"])
+    except (OSError, KeyError):
+        return 4, 16, 364, 4
+
+
+def synthetic_slide(path, size):
+    """uint8 size x size Zarr array of blob-like cells, generated and written one 2048^2 chunk at a time."""
+    arr = zarr.create_array(path, shape=(size, size), chunks=(GEN_CHUNK, GEN_CHUNK), dtype="uint8", zarr_format=3)
+    for y in range(0, size, GEN_CHUNK):
+        for x in range(0, size, GEN_CHUNK):
+            yy, xx = np.mgrid[y:min(y + GEN_CHUNK, size), x:min(x + GEN_CHUNK, size)].astype(np.float32)
+            cells = np.cos(2 * np.pi * yy / 23) * np.cos(2 * np.pi * xx / 29 + 0.3 * np.sin(yy / 97))
+            arr[y:y + GEN_CHUNK, x:x + GEN_CHUNK] = (128 + 100 * cells).astype(np.uint8)
+    return arr
+
+
+def model_of(depth, base):
+    torch.manual_seed(0)
+    model = UNet(depth=depth, base_channels=base, dropout=0.0).eval()
+    model.normalization = {"method": "percentile", "low": 1.0, "high": 99.8}
+    return model
+
+
+def run_pipeline(model, image, tmp, tile, batch_size, dtype="float16"):
+    t0 = time.perf_counter()
+    predict.predict_to_ome_zarr(model, image, Path(tmp) / "out.ome.zarr", Path(tmp) / "work", tile=tile,
+                                batch_size=batch_size, probability_dtype=dtype, pyramid_levels=3, progress=False)
+    return time.perf_counter() - t0
+
+
+def efficiency(size, threads):
+    depth, base, tile, batch = demo_settings()
+    model = model_of(depth, base)
+    with tempfile.TemporaryDirectory() as tmp:
+        image = synthetic_slide(Path(tmp) / "slide.zarr", size)
+        t = predict.plan_tiling(model, tile)
+        _, ny, nx = predict.grid_of(image.shape, t.chunk)
+        lo, hi = predict.plane_ranges(model, image)[0]
+        origins = [(cy, cx) for cy in range(ny) for cx in range(nx)]
+        windows = [np.stack([predict.apply_range(predict.input_window(image, None, cy, cx, t), lo, hi)
+                             for cy, cx in origins[i:i + batch]]) for i in range(0, len(origins), batch)]
+        predict._forward(model, windows[0][:1])  # warm-up, for both
+        t0 = time.perf_counter()
+        for w in windows:
+            predict._forward(model, w)
+        bare = time.perf_counter() - t0
+        del windows
+        wall = run_pipeline(model, image, tmp, tile, batch)
+    print(f"(a) efficiency, depth {depth} base {base} tile {tile} (chunk {t.chunk}) batch {batch}, "
+          f"{size}x{size}, {len(origins)} tiles, {threads} threads:")
+    print(f"    bare forward {bare:.1f} s, pipeline {wall:.1f} s -> efficiency {bare / wall:.3f} (floor 0.9); "
+          f"{size * size / wall / 1e6:.2f} Mpx/s")
+
+
+def child(size, tile, threads):
+    """One RSS measurement, in its own process: prints a JSON line."""
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        image = synthetic_slide(Path(tmp) / "slide.zarr", size)
+        gen = time.perf_counter() - t0
+        wall = run_pipeline(model_of(2, 2), image, tmp, tile, 4, dtype="uint8")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"size": size, "rss_mib": rss, "wall_s": wall, "generate_s": gen}))
+
+
+def rss(sizes, tile, threads):
+    print(f"(b) peak RSS, tiny net (depth 2, base 2), tile {tile}, uint8 probability, {threads} threads:")
+    results = []
+    for size in sizes:
+        out = subprocess.run([sys.executable, __file__, "--child", str(size), "--tile", str(tile),
+                              "--threads", str(threads)], capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        results.append(r)
+        print(f"    {size}x{size}: peak RSS {r['rss_mib']:.0f} MiB, pipeline {r['wall_s']:.1f} s "
+              f"({size * size / r['wall_s'] / 1e6:.2f} Mpx/s), slide generation {r['generate_s']:.1f} s")
+    big, small = results[-1], results[0]
+    print(f"    largest/smallest RSS ratio {big['rss_mib'] / small['rss_mib']:.3f} (floor <= 1.25), "
+          f"largest {big['rss_mib'] / 1024:.2f} GiB (floor < 2)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--efficiency", type=int, default=4096, help="slide edge of (a); 0 skips it")
+    ap.add_argument("--rss", type=int, nargs="*", default=[8192, 32768], help="slide edges of (b)")
+    ap.add_argument("--tile", type=int, default=1020, help="tile of the tiny net in (b)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        return child(args.child, args.tile, args.threads)
+    if args.efficiency:
+        efficiency(args.efficiency, args.threads)
+    if args.rss:
+        rss(args.rss, args.tile, args.threads)
+
+
+if __name__ == "__main__":
+    main()
