@@ -51,9 +51,16 @@ use rule * from ablation_class_balance exclude demo_data, all as ablation_class_
 use rule * from ablation_none exclude demo_data, all as ablation_none_*
 
 
+def main_run_name():
+    """How the main run appears in the comparison: its own weight settings."""
+    w = config["weights"]
+    return f"main: w_c={w['class_balance']}, border={'on' if w['border_term'] else 'off'}"
+
+
 rule ablation_table:
     input:
-        metrics=expand("results/ablation/{variant}/evaluation/metrics.tsv", variant=list(ABLATION)),
+        metrics=expand("results/ablation/{variant}/evaluation/metrics.tsv", variant=list(ABLATION))
+        + ["results/evaluation/metrics.tsv"],
     output:
         table=report("results/ablation/comparison.tsv", caption="../report/ablation.rst", category="5. Ablation"),
         figure=report("results/ablation/comparison.png", caption="../report/ablation.rst", category="5. Ablation"),
@@ -62,7 +69,7 @@ rule ablation_table:
     benchmark:
         "results/benchmarks/ablation_table.tsv"
     params:
-        variants=list(ABLATION),
+        variants=list(ABLATION) + [main_run_name()],
     threads: 1
     resources:
         **cpu_resources(),

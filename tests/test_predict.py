@@ -85,6 +85,8 @@ def test_bad_tiles_name_the_fix(model):
         predict.plan_tiling(model, 30)
     with pytest.raises(ValueError, match="multiple of 4"):
         predict.plan_tiling(UNet(depth=3, base_channels=2, padding="same"), 30)
+    with pytest.raises(ValueError, match="at least 12"):
+        predict.plan_tiling(UNet(depth=4, base_channels=2), 4)  # valid output, but chunk 4 - 4 % 8 = 0
 
 
 def test_same_padding_net_is_tiled_with_a_halo():

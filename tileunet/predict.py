@@ -111,7 +111,7 @@ def plan_tiling(model, tile):
         chunk = tile - tile % align
         if chunk == 0:
             raise ValueError(f"predict tile {tile} is smaller than the pooling grid {align}. "
-                             f"Fix: set predict.tile to at least {align + (model.input_size(align) is None) * 4}")
+                             f"Fix: set predict.tile to at least {_smallest_output(model, align)}")
         return Tiling(chunk, model.input_size(tile), model.margin, 0)
     if tile % align or tile <= 0:
         raise ValueError(f"predict tile {tile} must be a positive multiple of {align} for a depth-{depth} "
