@@ -13,4 +13,12 @@ include: "rules/pipeline.smk"
 include: "rules/ablation.smk"
 
 
+rule all:
+    input:
+        rules.evaluate.input,
+        rules.predict.input,
+    default_target: True
+    localrule: True
+
+
 report: "report/workflow.rst"

@@ -42,13 +42,13 @@ module ablation_none:
         {"results/": "results/ablation/none/"}
 
 
-use rule * from ablation_full exclude demo_data, all as ablation_full_*
+use rule * from ablation_full exclude demo_data as ablation_full_*
 
 
-use rule * from ablation_class_balance exclude demo_data, all as ablation_class_balance_*
+use rule * from ablation_class_balance exclude demo_data as ablation_class_balance_*
 
 
-use rule * from ablation_none exclude demo_data, all as ablation_none_*
+use rule * from ablation_none exclude demo_data as ablation_none_*
 
 
 def main_run_name():

@@ -37,6 +37,14 @@ def group_of(array_json):
     return str(Path(array_json).parent.parent)
 
 
+def predict_work(wildcards, output):
+    """A slide's resumable prediction work folder, beside its output (not an output itself)."""
+    folder = Path(output[0]).parent
+    if folder.name.endswith(".parts"):  # a scatter-gather marker
+        folder = folder.parent
+    return str(folder / f".{wildcards.sample}.partial")
+
+
 def get_source(kind):
     """Input function: the image or labels file a sample table row names."""
     return lambda wc: getattr(SAMPLES[wc.sample], kind)
@@ -76,3 +84,4 @@ def normalization():
 
 wildcard_constraints:
     sample=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    part=r"\d+",

@@ -8,11 +8,3 @@ include: "augment.smk"
 include: "train.smk"
 include: "predict.smk"
 include: "evaluate.smk"
-
-
-rule all:
-    input:
-        rules.evaluate.input,
-        rules.predict.input,
-    default_target: True
-    localrule: True

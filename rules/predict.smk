@@ -1,27 +1,105 @@
 # Chunked overlap-tile inference into OME-Zarr (section 2, figure 2).
+# predict.parts == 1: one job per slide. predict.parts == N > 1: scatter-gather, i.e. one
+# job creates the store, N jobs (one GPU each) fill bands of whole chunk rows, one job
+# labels, builds the pyramids and publishes; the result equals the one-job run.
 
 
-rule predict_sample:
-    input:
-        model="results/model/model.pt",
-        image=get_source("image"),
-    output:
-        directory("results/predictions/{sample}.ome.zarr"),
-    log:
-        "results/logs/predict/{sample}.log",
-    benchmark:
-        "results/benchmarks/predict/{sample}.tsv"
-    params:
-        # Work folder (store in progress + one done marker per chunk) so a killed run resumes.
-        partial="results/predictions/.{sample}.partial",
-        cfg=config["predict"],
-    threads: config["resources"]["gpu"]["threads"]
-    resources:
-        **gpu_resources(),
-    conda:
-        "../envs/tileunet-cuda.yaml"
-    script:
-        "../scripts/predict.py"
+if config["predict"]["parts"] == 1:
+
+    rule predict_sample:
+        input:
+            model="results/model/model.pt",
+            image=get_source("image"),
+        output:
+            directory("results/predictions/{sample}.ome.zarr"),
+        log:
+            "results/logs/predict/{sample}.log",
+        benchmark:
+            "results/benchmarks/predict/{sample}.tsv"
+        params:
+            # Work folder (store in progress + one done marker per chunk) so a killed run resumes.
+            work=predict_work,
+            step="all",
+            cfg=config["predict"],
+        threads: config["resources"]["gpu"]["threads"]
+        resources:
+            **gpu_resources(),
+        conda:
+            "../envs/tileunet-cuda.yaml"
+        script:
+            "../scripts/predict.py"
+
+else:
+
+    rule predict_prepare:
+        input:
+            model="results/model/model.pt",
+            image=get_source("image"),
+        output:
+            touch("results/predictions/.{sample}.parts/prepared"),
+        log:
+            "results/logs/predict/{sample}.prepare.log",
+        benchmark:
+            "results/benchmarks/predict/{sample}.prepare.tsv"
+        params:
+            work=predict_work,
+            step="prepare",
+            cfg=config["predict"],
+        threads: 1
+        resources:
+            **cpu_resources(),
+        conda:
+            "../envs/tileunet-cuda.yaml"
+        script:
+            "../scripts/predict.py"
+
+    rule predict_part:
+        input:
+            model="results/model/model.pt",
+            image=get_source("image"),
+            prepared="results/predictions/.{sample}.parts/prepared",
+        output:
+            touch("results/predictions/.{sample}.parts/part{part}.done"),
+        log:
+            "results/logs/predict/{sample}.part{part}.log",
+        benchmark:
+            "results/benchmarks/predict/{sample}.part{part}.tsv"
+        params:
+            work=predict_work,
+            step="part",
+            cfg=config["predict"],
+        threads: config["resources"]["gpu"]["threads"]
+        resources:
+            **gpu_resources(),
+        conda:
+            "../envs/tileunet-cuda.yaml"
+        script:
+            "../scripts/predict.py"
+
+    rule predict_sample:
+        input:
+            model="results/model/model.pt",
+            image=get_source("image"),
+            parts=expand(
+                "results/predictions/.{{sample}}.parts/part{part}.done", part=range(config["predict"]["parts"])
+            ),
+        output:
+            directory("results/predictions/{sample}.ome.zarr"),
+        log:
+            "results/logs/predict/{sample}.log",
+        benchmark:
+            "results/benchmarks/predict/{sample}.tsv"
+        params:
+            work=predict_work,
+            step="gather",
+            cfg=config["predict"],
+        threads: 1
+        resources:
+            **cpu_resources(),
+        conda:
+            "../envs/tileunet-cuda.yaml"
+        script:
+            "../scripts/predict.py"
 
 
 rule predict:

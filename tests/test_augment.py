@@ -289,7 +289,7 @@ def test_script_writes_store_and_examples_png(stores, tmp_path):
     sm = SimpleNamespace(
         input=SimpleNamespace(image=[str(stores[s] / "image" / "zarr.json") for s in ("a", "b")]),
         output=SimpleNamespace(store=str(out / "augmented.zarr"), examples=str(out / "augment" / "examples.png")),
-        params=SimpleNamespace(stores={s: "ignored" for s in ("a", "b")},
+        params=SimpleNamespace(samples=["a", "b"],
                                cfg={**dataclasses.asdict(AugmentParams()), "copies": 1, "preview": 3},
                                weights_cfg=WEIGHTS_CFG, seed=0),
         log=[str(tmp_path / "augment.log")], threads=1)

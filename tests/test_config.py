@@ -50,7 +50,7 @@ def test_paper_config_holds_the_papers_settings():
 def test_readme_documents_every_key():
     readme = (ROOT / "config" / "README.md").read_text()
     assert markdown_table(load_schema()) in readme, (
-        "config/README.md is out of date: paste tileunet.config.markdown_table(load_schema()) into it")
+        "config/README.md is out of date: run `python -m tileunet.config`")
 
 
 def test_unknown_and_out_of_range_values_are_refused():

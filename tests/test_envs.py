@@ -15,6 +15,7 @@ PROVIDERS = {
     "scipy": ("scipy", {"scipy"}),
     "zarr": ("zarr", {"zarr"}),
     "dask": ("dask", {"dask", "dask-core"}),
+    "distributed": ("distributed", {"distributed"}),
     "tifffile": ("tifffile", {"tifffile"}),
     "skimage": ("scikit-image", {"scikit-image"}),
     "ome_zarr": ("ome-zarr", {"ome-zarr"}),

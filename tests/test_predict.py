@@ -213,27 +213,44 @@ def test_bad_tile_writes_nothing(model, stack, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_script_predicts_an_ome_tiff_stack(model, stack, threshold, tmp_path, monkeypatch):
+def _run_predict_script(tmp_path, cfg, step, output, work, part=None):
     import runpy
     import sys
     from pathlib import Path
     from types import SimpleNamespace
 
+    sm = SimpleNamespace(input=SimpleNamespace(model=str(tmp_path / "model.pt"), image=str(tmp_path / "s.ome.tif")),
+                         output=[str(output)], params=SimpleNamespace(cfg=cfg, work=str(work), step=step),
+                         wildcards=SimpleNamespace(part=part), threads=1, log=[str(tmp_path / f"{step}{part}.log")])
+    saved = sys.stderr  # the script redirects it to its log
+    try:
+        runpy.run_path(str(Path(__file__).parent.parent / "scripts" / "predict.py"), init_globals={"snakemake": sm})
+    finally:
+        sys.stderr = saved
+    return (tmp_path / f"{step}{part}.log").read_text()
+
+
+def test_script_predicts_an_ome_tiff_stack_in_one_job_or_scattered(model, stack, threshold, tmp_path):
     import tifffile
 
     from tileunet.model import save_model
 
     tifffile.imwrite(tmp_path / "s.ome.tif", stack, ome=True, metadata={"axes": "ZYX"})
     save_model(tmp_path / "model.pt", model, model.normalization)
-    cfg = {"device": "cpu", "tile": 28, "batch_size": 2, "threshold": threshold, "min_size": 0,
+    cfg = {"device": "cpu", "tile": 28, "batch_size": 2, "threshold": threshold, "min_size": 0, "amp": False,
            "probability_dtype": "float16", "pyramid_levels": 2, "parts": 1, "scheduler_address": ""}
-    sm = SimpleNamespace(input=SimpleNamespace(model=str(tmp_path / "model.pt"), image=str(tmp_path / "s.ome.tif")),
-                         output=[str(tmp_path / "s.ome.zarr")], params=SimpleNamespace(cfg=cfg, partial=str(tmp_path / ".w")),
-                         threads=1, log=[str(tmp_path / "s.log")])
-    monkeypatch.setattr(sys, "stderr", sys.stderr)  # the script redirects it to its log
-    runpy.run_path(str(Path(__file__).parent.parent / "scripts" / "predict.py"), init_globals={"snakemake": sm})
+    log = _run_predict_script(tmp_path, cfg, "all", tmp_path / "s.ome.zarr", tmp_path / ".w")
     prob, labels = read_prediction(tmp_path / "s.ome.zarr")
     np.testing.assert_allclose(prob[1], predict.predict_image(model, stack[1]), atol=1e-3, rtol=0)
     assert zarr.open_group(tmp_path / "s.ome.zarr").attrs["ome"]["multiscales"][0]["axes"][0]["name"] == "z"
-    log = (tmp_path / "s.log").read_text()
     assert "predict: 100%" in log and "instances" in log and not (tmp_path / ".w").exists()
+
+    # scatter-gather: prepare, three bands as separate jobs (in any order), gather
+    cfg3 = {**cfg, "parts": 3}
+    _run_predict_script(tmp_path, cfg3, "prepare", tmp_path / "m", tmp_path / ".w3")
+    for part in (2, 0, 1):
+        _run_predict_script(tmp_path, cfg3, "part", tmp_path / "m", tmp_path / ".w3", part=part)
+    _run_predict_script(tmp_path, cfg3, "gather", tmp_path / "s3.ome.zarr", tmp_path / ".w3")
+    one, three = zarr.open_group(tmp_path / "s.ome.zarr"), zarr.open_group(tmp_path / "s3.ome.zarr")
+    for level in ("0", "1", "labels/cells/0", "labels/cells/1"):
+        assert np.array_equal(one[level][...], three[level][...]), level

@@ -18,8 +18,9 @@ SPLITS = {"a": "train", "b": "train", "c": "val", "d": "test", "e": "test"}
 
 
 def snakemake(workdir, *args, samples=None, check=True):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--configfile", str(ROOT / "config" / "ci.yaml"), *args]
+    # targets first: --configfile and --forcerun take several values each
+    cmd = [sys.executable, "-m", "snakemake", *args, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "--configfile", str(ROOT / "config" / "ci.yaml")]
     if samples:
         cmd += ["--config", f"samples={samples}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -10,6 +10,8 @@ from pathlib import Path
 import yaml
 
 SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+README = SCHEMA.with_name("README.md")
+MARKER = "<!-- generated from schema.yaml by `python -m tileunet.config`; edit the schema, not this table -->\n"
 
 
 def load_schema(path=SCHEMA):
@@ -43,3 +45,14 @@ def markdown_table(schema):
         desc = sub.get("description", "").replace("|", "\\|")
         rows.append(f"| `{key}` | {kind} | {_fmt_default(sub.get('default'))} | {desc} |")
     return "\n".join(rows) + "\n"
+
+
+def update_readme(readme=README, schema=SCHEMA):
+    """Replace everything after :data:`MARKER` in ``readme`` with the schema's table."""
+    text = Path(readme).read_text()
+    head = text.split(MARKER)[0]
+    Path(readme).write_text(head + MARKER + markdown_table(load_schema(schema)))
+
+
+if __name__ == "__main__":
+    update_readme()

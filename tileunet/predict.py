@@ -352,6 +352,15 @@ def bands(n_rows, parts):
     return [(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
 
+def band_rows(work, part, parts):
+    """Chunk rows ``(r0, r1)`` of band ``part`` (0-based) of ``parts`` for the store in ``work``."""
+    meta = zarr.open_group(Path(work) / STORE, mode="r").attrs["tileunet"]
+    n_rows = grid_of(tuple(meta["key"]["shape"]), meta["key"]["tiling"]["chunk"])[1]
+    if not 0 <= part < parts:
+        raise ValueError(f"part {part} is not one of 0..{parts - 1}")
+    return bands(n_rows, parts)[part]
+
+
 @functools.lru_cache(maxsize=4)
 def _load(path, device):
     from .device import select_device
