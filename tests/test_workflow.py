@@ -156,3 +156,19 @@ def test_slurm_profile_dry_run_requests_gpus_for_train_and_predict(tmp_path):
     for rule in ("train_model", "predict_sample"):
         block = out[out.index(f"rule {rule}:"):][:1500]
         assert "gpu=1" in block and "gpu_model=" in block and "cpus_per_gpu=8" in block, block
+
+
+def test_scatter_gather_plans_one_job_per_band(dataset, tmp_path):
+    data, rows = dataset
+    table = write_samples(tmp_path, rows)
+    out = snakemake(tmp_path, "predict", "-n", "--forceall", samples=table).stdout
+    assert "predict_part" not in out
+    parts = tmp_path / "parts.yaml"
+    parts.write_text("predict:\n  parts: 3\n")  # nested --config values arrive as strings: use a file
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "predict", "-n", "--forceall", "-s", str(ROOT / "Snakefile"),
+                           "--directory", str(tmp_path), "--cores", "2", "--configfile", str(ROOT / "config" / "ci.yaml"),
+                           str(parts), "--config", f"samples={table}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stats = dict(ln.split()[:2] for ln in proc.stdout.split("Job stats:")[1].splitlines()[3:] if len(ln.split()) == 2)
+    # 3 slides (d, e, movie): one prepare, three bands and one gather each
+    assert (stats["predict_prepare"], stats["predict_part"], stats["predict_sample"]) == ("3", "9", "3")
