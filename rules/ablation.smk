@@ -1,20 +1,5 @@
 # The weight-map ablation: the whole pipeline once per variant of config/ablation.yaml,
 # under results/ablation/{variant}/, then one comparison table and figure.
-import copy
-
-import yaml
-
-with open(workflow.source_path("../config/ablation.yaml")) as fh:
-    ABLATION = yaml.safe_load(fh)
-
-
-def variant_config(overrides):
-    """The main configuration with the variant's `weights` overrides."""
-    cfg = copy.deepcopy(config)
-    cfg["weights"].update(overrides)
-    return cfg
-
-
 module ablation_full:
     snakefile:
         "pipeline.smk"
@@ -49,12 +34,6 @@ use rule * from ablation_class_balance exclude demo_data as ablation_class_balan
 
 
 use rule * from ablation_none exclude demo_data as ablation_none_*
-
-
-def main_run_name():
-    """How the main run appears in the comparison: its own weight settings."""
-    w = config["weights"]
-    return f"main: w_c={w['class_balance']}, border={'on' if w['border_term'] else 'off'}"
 
 
 rule ablation_table:

@@ -1,14 +1,17 @@
 # Config validation, the sample table and input functions; no rules here.
+import copy
 import os
 import sys
 from pathlib import Path
+
+import yaml
 
 from snakemake.utils import validate
 
 # The tileunet package ships beside the Snakefile: importable here and, through
 # PYTHONPATH, in every script job (local, conda env or cluster) without installing it.
 sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
 from tileunet.samples import read_sample_table  # noqa: E402
 
@@ -85,3 +88,20 @@ def normalization():
 wildcard_constraints:
     sample=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     part=r"\d+",
+
+
+with open(workflow.source_path("../config/ablation.yaml")) as fh:
+    ABLATION = yaml.safe_load(fh)
+
+
+def variant_config(overrides):
+    """The main configuration with an ablation variant's `weights` overrides."""
+    cfg = copy.deepcopy(config)
+    cfg["weights"].update(overrides)
+    return cfg
+
+
+def main_run_name():
+    """How the main run appears in the ablation comparison: its own weight settings."""
+    w = config["weights"]
+    return f"main: w_c={w['class_balance']}, border={'on' if w['border_term'] else 'off'}"

@@ -11,7 +11,7 @@ rule demo_data:
     benchmark:
         "results/benchmarks/demo_data.tsv"
     params:
-        folder="resources/demo",
+        folder=lambda wildcards, output: str(Path(output.image).parent),
     threads: 1
     resources:
         **cpu_resources(),
