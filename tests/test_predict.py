@@ -181,6 +181,23 @@ def test_bands_of_chunk_rows_equal_the_one_part_run(model, stack, threshold, tmp
         np.testing.assert_array_equal(zarr.open_group(one)[path][...], zarr.open_group(parts)[path][...])
 
 
+def test_distributed_scheduler_gives_the_local_result(model, stack, threshold, tmp_path):
+    """predict.scheduler_address: tasks load the model and open the slide on the workers."""
+    distributed = pytest.importorskip("distributed")
+    import tifffile
+
+    from tileunet.model import save_model
+
+    local, _ = run(model, stack, tmp_path, "local", threshold=threshold)
+    tifffile.imwrite(tmp_path / "s.tif", stack)
+    save_model(tmp_path / "m.pt", model, model.normalization)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as c:
+        remote, _ = run((str(tmp_path / "m.pt"), "cpu"), str(tmp_path / "s.tif"), tmp_path, "remote",
+                        threshold=threshold, scheduler_address=c.scheduler_address)
+    for path in ("0", "labels/cells/0"):
+        np.testing.assert_array_equal(zarr.open_group(local)[path][...], zarr.open_group(remote)[path][...])
+
+
 def test_finalise_refuses_missing_chunks(model, stack, tmp_path):
     work = tmp_path / "w"
     predict.prepare(model, stack, work, 28)
