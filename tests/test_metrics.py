@@ -17,6 +17,7 @@ from skimage.metrics import adapted_rand_error
 
 import tileunet.metrics as tm
 import tileunet.plots.evaluate as pe
+from tileunet.plots import grey
 from tileunet.errors import InputError
 from tileunet.metrics import evaluate_pair
 
@@ -313,16 +314,18 @@ def test_matching_is_one_to_one_and_maximum(adj, score):
 def test_overlay_colours_contours_and_marks():
     true = two_cells()
     merged = (true > 0).astype(np.int32) * 9
-    image = np.full(true.shape, 0.5, np.float32)
+    image = np.random.default_rng(0).normal(0, 3, true.shape).astype(np.float32)  # any normalisation
+    g = grey(image)
+    assert g.min() == 0 and g.max() == 1
     rgb = pe.overlay_rgb(image, merged, true, merged=[9], split=[])
     np.testing.assert_allclose(rgb[0, 3], pe.PRED_COLOUR)  # just outside the prediction
     np.testing.assert_allclose(rgb[1, 3], pe.TRUE_COLOUR)  # inner border of a true cell
     np.testing.assert_allclose(rgb[2, 4], pe.TRUE_COLOUR)  # touching cells keep their own line
-    inside = 0.55 * 0.5 + 0.45 * np.array(pe.MERGE_COLOUR)
+    inside = 0.55 * g[2, 2] + 0.45 * np.array(pe.MERGE_COLOUR)
     np.testing.assert_allclose(rgb[2, 2], inside, rtol=1e-6)  # merged instance tinted
     split_rgb = pe.overlay_rgb(image, true, merged, split=[9])
-    np.testing.assert_allclose(split_rgb[2, 2], 0.55 * 0.5 + 0.45 * np.array(pe.SPLIT_COLOUR), rtol=1e-6)
-    np.testing.assert_allclose(split_rgb[5, 0], [0.5] * 3)  # untouched background stays grey
+    np.testing.assert_allclose(split_rgb[2, 2], 0.55 * g[2, 2] + 0.45 * np.array(pe.SPLIT_COLOUR), rtol=1e-5)
+    np.testing.assert_allclose(split_rgb[5, 0], [g[5, 0]] * 3)  # untouched background stays grey
     with pytest.raises(ValueError, match="one shape"):
         pe.overlay_rgb(image[:3], merged, true)
 

@@ -172,3 +172,14 @@ def test_scatter_gather_plans_one_job_per_band(dataset, tmp_path):
     stats = dict(ln.split()[:2] for ln in proc.stdout.split("Job stats:")[1].splitlines()[3:] if len(ln.split()) == 2)
     # 3 slides (d, e, movie): one prepare, three bands and one gather each
     assert (stats["predict_prepare"], stats["predict_part"], stats["predict_sample"]) == ("3", "9", "3")
+
+
+@pytest.mark.workflow
+def test_report_holds_every_picture(finished_run):
+    work, table = finished_run
+    snakemake(work, "all", "--report", str(work / "report.html"), samples=table)
+    html = (work / "report.html").read_text()
+    pictures = [*(work / "results").rglob("*.png")]
+    assert len(pictures) >= 6
+    for png in pictures:  # every picture the workflow draws is tagged for the report
+        assert png.name in html, png

@@ -11,6 +11,8 @@ import zarr
 from matplotlib.figure import Figure
 from skimage.segmentation import find_boundaries
 
+from . import grey
+
 CONTOUR_COLOUR = (0.9, 0.62, 0.0)  # Okabe-Ito orange, readable on grey
 
 
@@ -34,10 +36,9 @@ def pick_examples(store, n):
     return [flat[i] for i in np.unique(np.linspace(0, len(flat) - 1, min(n, len(flat))).round().astype(int))]
 
 
-def contour_rgb(image, labels, low=0.0, high=1.0):
-    """The image in grey ([low, high] -> black..white) with instance contours, float (Y, X, 3) in [0, 1]."""
-    grey = np.clip((np.nan_to_num(np.asarray(image, dtype=np.float32)) - low) / (high - low), 0, 1)
-    rgb = np.repeat(grey[..., None], 3, axis=-1)
+def contour_rgb(image, labels):
+    """The image in grey (:func:`tileunet.plots.grey`) with instance contours, float (Y, X, 3) in [0, 1]."""
+    rgb = np.repeat(grey(image)[..., None], 3, axis=-1)
     rgb[find_boundaries(np.asarray(labels), mode="inner")] = CONTOUR_COLOUR
     return rgb
 

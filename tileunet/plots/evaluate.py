@@ -17,6 +17,7 @@ from matplotlib.patches import Patch
 from skimage.segmentation import find_boundaries
 
 from ..metrics import merged_instances, split_instances
+from . import grey
 
 TRUE_COLOUR = (0.0, 0.62, 0.45)  # bluish green
 PRED_COLOUR = (0.8, 0.47, 0.65)  # reddish purple
@@ -54,8 +55,7 @@ def overlay_rgb(image, pred_labels, true_labels, merged=(), split=(), alpha=0.45
     if not image.shape == pred.shape == true.shape or image.ndim != 2:
         raise ValueError(f"image {image.shape}, pred_labels {pred.shape} and true_labels {true.shape} "
                          "must be 2D arrays of one shape; pass one plane of the same image")
-    grey = np.clip(np.nan_to_num(image.astype(np.float32)), 0, 1)
-    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    rgb = np.repeat(grey(image)[..., None], 3, axis=-1)
     _tint(rgb, np.isin(pred, np.asarray(merged)) & (pred != 0), MERGE_COLOUR, alpha)
     _tint(rgb, np.isin(true, np.asarray(split)) & (true != 0), SPLIT_COLOUR, alpha)
     rgb[find_boundaries(true, mode="inner")] = TRUE_COLOUR

@@ -7,6 +7,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..io import atomic_path
+from . import grey
 
 
 def label_colours(labels, seed=0):
@@ -54,8 +55,7 @@ def weight_figure(image, labels, weights, title=""):
     panel = 4.0
     fig = Figure(figsize=(3 * panel + 1.0, panel * height / width + 0.8), layout="constrained")
     axes = fig.subplots(1, 3)
-    lo, hi = np.percentile(image, [1, 99]) if image.size else (0, 1)
-    axes[0].imshow(image, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+    axes[0].imshow(grey(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     axes[0].set_title("image")
     axes[1].imshow(label_colours(labels), interpolation="nearest")
     axes[1].set_title(f"labels ({len(np.unique(labels[labels > 0]))} cells)")
