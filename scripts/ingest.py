@@ -3,7 +3,7 @@
 import logging
 import sys
 
-from tileunet.ingest import load_pair, normalize, per_plane
+from tileunet.ingest import load_pair, normalize
 from tileunet.io import atomic_path, write_array
 from tileunet.weights import separate_touching
 
@@ -13,7 +13,7 @@ cfg = snakemake.params.cfg
 
 image, labels, binary = load_pair(snakemake.input.image, snakemake.input.labels, cfg["binary_labels"])
 if snakemake.params.separate_touching:
-    labels = per_plane(separate_touching, labels)
+    labels = separate_touching(labels)  # takes (Y, X) or (N, Y, X)
 low, high = cfg["normalize_low"], cfg["normalize_high"]
 chunks = (1,) * (image.ndim - 2) + (cfg["chunk"],) * 2
 chunks = tuple(min(c, s) for c, s in zip(chunks, image.shape))

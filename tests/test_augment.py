@@ -16,10 +16,10 @@ from synthetic import touching_cells
 from tileunet import __version__
 from tileunet.augment import (AugmentParams, Transform, augment_plane, copy_rng, dataset_frequencies,
                               displacement_field, draw_transform, sampling_grid, vary_intensity, warp_image,
-                              warp_labels, warp_weights, weight_kwargs, write_augmented)
+                              warp_labels, warp_weights, write_augmented)
 from tileunet.config import load_schema
 from tileunet.errors import InputError
-from tileunet.weights import separate_touching, weight_map
+from tileunet.weights import separate_touching, weight_kwargs, weight_map
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTHING = dict(elastic_p=0.0, rotate_p=0.0, flip_p=0.0, shift_p=0.0, scale_p=0.0, brightness_p=0.0, contrast_p=0.0,

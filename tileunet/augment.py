@@ -59,13 +59,12 @@ from scipy import ndimage
 from . import __version__
 from .errors import InputError
 from .io import atomic_path
-from .weights import separate_touching, weight_map
+from .weights import separate_touching, weight_kwargs, weight_map
 
 ARRAYS = ("image", "labels", "weights")
 WEIGHTS_MODES = ("recompute", "interpolate")
 # float32 holds every integer below 2**24 exactly; larger ids go through float64
 _FLOAT32_EXACT = 2**24
-_WEIGHT_KEYS = ("w0", "sigma", "tol", "border_region", "class_balance", "class_weights", "border_term")
 PARALLEL_MIN_PX = 2**26  # ~64 Mpx, 5-15 s on one core: worth a worker start-up (torch import, script re-import)
 LAYOUT = ("one group per training sample; arrays image, labels, weights of shape (planes * copies, Y, X), "
           "plane-major (index = plane * copies + copy; a 2D sample has planes = 1), one copy per chunk")
@@ -389,21 +388,6 @@ def vary_intensity(image, transform):
     return out
 
 
-def weight_kwargs(weights_cfg, frequencies=None):
-    """:func:`tileunet.weights.weight_map` keyword arguments from the config's ``weights`` section.
-
-    ``frequency_scope`` and ``separate_touching`` are not weight-map
-    arguments; ``frequencies`` (the dataset's, from the source weights'
-    attributes) is passed only when ``frequency_scope`` is ``dataset``.
-    """
-    kwargs = {k: weights_cfg[k] for k in _WEIGHT_KEYS if k in weights_cfg}
-    if "spacing" in weights_cfg:
-        kwargs["spacing"] = tuple(weights_cfg["spacing"])
-    if weights_cfg.get("frequency_scope") == "dataset" and frequencies is not None:
-        kwargs["frequencies"] = list(frequencies)
-    return kwargs
-
-
 def dataset_frequencies(attrs):
     """Dataset class frequencies recorded in a source weights array's attributes, or None.
 
@@ -625,15 +609,17 @@ def plan(stores, params, weights_cfg, seed):
         shape, wattrs = _check_source(sample, source, params.weights_mode == "interpolate")
         planes = shape[0] if len(shape) == 3 else 1
         frequencies = dataset_frequencies(wattrs)
+        scoped = weights_cfg
         if weights_cfg.get("frequency_scope") == "dataset" and frequencies is None:
             warnings.warn(f"{source}/weights has no 'frequencies' attribute; weight maps of the copies use "
                           "per-image class frequencies. Re-run the weights stage to record the dataset's.")
+            scoped = {**weights_cfg, "frequency_scope": "image"}
         groups[sample] = ((planes * params.copies,) + tuple(shape[-2:]),
                           {"source": str(source), "planes": planes, "copies": params.copies,
                            "frequencies": frequencies})
         common = {"sample": sample, "source": str(source), "ndim": len(shape), "seed": int(seed),
                   "params": dataclasses.asdict(params), "separate": separate,
-                  "weights_kwargs": weight_kwargs(weights_cfg, frequencies)}
+                  "weights_kwargs": weight_kwargs(scoped, frequencies)}
         tasks += [{**common, "plane": plane, "copy": copy, "index": plane * params.copies + copy}
                   for plane in range(planes) for copy in range(params.copies)]
     return groups, tasks
