@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROVIDERS = {
     "numpy": ("numpy", {"numpy"}),
     "scipy": ("scipy", {"scipy"}),
+    "numba": ("numba", {"numba"}),
     "zarr": ("zarr", {"zarr"}),
     "dask": ("dask", {"dask", "dask-core"}),
     "distributed": ("distributed", {"distributed"}),
