@@ -180,16 +180,19 @@ def _keep_two(d, l, b1, l1, b2, l2):
 
 
 @numba.njit(cache=True, nogil=True)
-def _column_candidates(lab, sy):
-    """Per pixel, the nearest two distinct cells within its own column.
+def _column_candidates(lab, sy, reach):
+    """Per pixel, the nearest two distinct cells within its own column, up to ``reach`` away.
 
     Returns ``h1, c1, h2, c2`` of shape (Y, X): squared vertical distances
     (float32, ``inf``: none) and ids (int32, 0: none) of the nearest cell
-    pixel of the column and of the nearest pixel of another cell.  Raster
-    order, all columns at once, so memory is read contiguously.
+    pixel of the column and of the nearest pixel of another cell.  Cells
+    farther than ``reach`` are left out: they cannot be part of a pair with
+    ``d1 + d2 <= reach``.  Raster order, all columns at once, so memory is
+    read contiguously.
     """
     ny, nx = lab.shape
     sy2 = sy * sy
+    reach2 = reach * reach
     h1 = np.full((ny, nx), np.inf, np.float32)
     c1 = np.zeros((ny, nx), np.int32)
     h2 = np.full((ny, nx), np.inf, np.float32)
@@ -208,10 +211,12 @@ def _column_candidates(lab, sy):
                 last_y[x], last_c[x] = y, c
             if last_y[x] >= 0:
                 dy = float(y - last_y[x])
-                h1[y, x], c1[y, x] = sy2 * dy * dy, last_c[x]
+                if sy2 * dy * dy <= reach2:
+                    h1[y, x], c1[y, x] = sy2 * dy * dy, last_c[x]
             if prev_y[x] >= 0:
                 dy = float(y - prev_y[x])
-                h2[y, x], c2[y, x] = sy2 * dy * dy, prev_c[x]
+                if sy2 * dy * dy <= reach2:
+                    h2[y, x], c2[y, x] = sy2 * dy * dy, prev_c[x]
     last_y[:] = -1
     last_c[:] = 0
     prev_y[:] = -1
@@ -225,12 +230,15 @@ def _column_candidates(lab, sy):
                 last_y[x], last_c[x] = y, c
             if last_y[x] < 0:
                 continue
-            b1, l1, b2, l2 = h1[y, x], c1[y, x], h2[y, x], c2[y, x]
             dy = float(last_y[x] - y)
+            if sy2 * dy * dy > reach2:
+                continue
+            b1, l1, b2, l2 = h1[y, x], c1[y, x], h2[y, x], c2[y, x]
             b1, l1, b2, l2 = _keep_two(np.float32(sy2 * dy * dy), last_c[x], b1, l1, b2, l2)
             if prev_y[x] >= 0:
                 dy = float(prev_y[x] - y)
-                b1, l1, b2, l2 = _keep_two(np.float32(sy2 * dy * dy), prev_c[x], b1, l1, b2, l2)
+                if sy2 * dy * dy <= reach2:
+                    b1, l1, b2, l2 = _keep_two(np.float32(sy2 * dy * dy), prev_c[x], b1, l1, b2, l2)
             h1[y, x], c1[y, x], h2[y, x], c2[y, x] = b1, l1, b2, l2
     return h1, c1, h2, c2
 
@@ -296,7 +304,7 @@ def _two_nearest_at(h1, c1, h2, c2, y, x, sx, radius):
 
 @numba.njit(cache=True, nogil=True)
 def _two_nearest(lab, sy, sx, radius):
-    h1, c1, h2, c2 = _column_candidates(lab, sy)
+    h1, c1, h2, c2 = _column_candidates(lab, sy, radius)
     ny, nx = lab.shape
     d1 = np.empty((ny, nx), np.float32)
     d2 = np.empty((ny, nx), np.float32)
@@ -315,7 +323,7 @@ def _add_border_term(lab, sy, sx, radius, w0, sigma, background_only, out):
     Pixels with no cell within ``radius / 2`` (so ``d1 + d2 > radius``) are
     skipped before the search (:func:`_near_columns`).
     """
-    h1, c1, h2, c2 = _column_candidates(lab, sy)
+    h1, c1, h2, c2 = _column_candidates(lab, sy, radius)
     ny, nx = lab.shape
     scale = 1.0 / (2.0 * sigma * sigma)
     near = np.empty(nx, np.bool_)
