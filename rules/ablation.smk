@@ -41,7 +41,8 @@ rule ablation_table:
         metrics=expand("results/ablation/{variant}/evaluation/metrics.tsv", variant=list(ABLATION))
         + ["results/evaluation/metrics.tsv"],
     output:
-        table=report("results/ablation/comparison.tsv", caption="../report/ablation.rst", category="5. Ablation"),
+        table="results/ablation/comparison.tsv",
+        html=report("results/ablation/comparison.html", caption="../report/ablation.rst", category="5. Ablation"),
         figure=report("results/ablation/comparison.png", caption="../report/ablation.rst", category="5. Ablation"),
     log:
         "results/logs/ablation_table.log",

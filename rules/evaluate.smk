@@ -8,7 +8,8 @@ rule evaluate_test:
         labels=data_array("labels", samples_of("test")),
         images=data_array("image", samples_of("test")),
     output:
-        metrics=report("results/evaluation/metrics.tsv", caption="../report/metrics.rst", category="4. Evaluation"),
+        metrics="results/evaluation/metrics.tsv",
+        table=report("results/evaluation/metrics.html", caption="../report/metrics.rst", category="4. Evaluation"),
         overlays=report(
             directory("results/evaluation/overlays"),
             patterns=["{name}.png"],

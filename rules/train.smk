@@ -7,7 +7,7 @@ rule train_model:
         val=data_array("weights", samples_of("val")),
     output:
         model="results/model/model.pt",
-        metrics=report("results/train/metrics.tsv", caption="../report/train_metrics.rst", category="3. Training"),
+        metrics="results/train/metrics.tsv",
         curve=report("results/train/loss.png", caption="../report/train_curve.rst", category="3. Training"),
     log:
         "results/logs/train.log",

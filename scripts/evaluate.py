@@ -41,3 +41,4 @@ with atomic_path(sm.output.overlays) as folder:
 summary = {"sample": "summary", "plane": "", **metrics.summarize(rows)}
 logging.info("summary: %s", summary)
 metrics.write_tsv(rows + [summary], sm.output.metrics)
+metrics.write_html(rows + [summary], sm.output.table, "Test metrics (results/evaluation/metrics.tsv)")

@@ -81,6 +81,7 @@ def test_whole_workflow_writes_every_contract_output(finished_run):
     header = metrics[0].split("\t")
     assert {"sample", "iou"} <= set(header)
     assert [ln.split("\t")[0] for ln in metrics[1:]] == ["d", "e", "summary"]
+    assert "<td>summary</td>" in (r / "evaluation" / "metrics.html").read_text()
     assert (r / "train" / "metrics.tsv").exists() and (r / "train" / "loss.png").exists()
     assert list((r / "evaluation" / "overlays").glob("*.png"))
     assert list((r / "weights").glob("*.png")) and (r / "augment" / "examples.png").exists()

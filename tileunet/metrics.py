@@ -15,6 +15,7 @@ applies :func:`evaluate_pair` plane by plane.
 
 import csv
 import dataclasses
+import html
 
 import numpy as np
 from scipy import sparse
@@ -605,6 +606,52 @@ def write_tsv(rows, path):
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
         writer.writerow(columns)
         writer.writerows([[_format(r[c]) if c in r else "" for c in columns] for r in rows])
+
+
+_HTML = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; font-size: 13px; margin: 1em; }}
+table {{ border-collapse: collapse; }}
+th, td {{ padding: 3px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
+th {{ background: #f3f4f6; position: sticky; top: 0; }}
+td:first-child, th:first-child {{ text-align: left; }}
+tr.summary td {{ font-weight: bold; border-top: 2px solid #999; }}
+</style></head><body>
+<h3>{title}</h3>
+<table>
+<tr>{head}</tr>
+{body}
+</table></body></html>
+"""
+
+
+def write_html(rows, path, title="", digits=3):
+    """Write rows of metrics as a standalone HTML table, atomically (the report shows it inline).
+
+    Parameters
+    ----------
+    rows : list of dict
+        As for :func:`write_tsv`; a row whose first value is ``summary`` is
+        set in bold.
+    path : str or Path
+    title : str
+        Page title and heading.
+    digits : int
+        Decimals shown for floats (the TSV keeps 6 significant digits).
+    """
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+
+    def cell(value):
+        return format(value, f".{digits}f") if isinstance(value, float) else str(value)
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "\n".join(
+        f'<tr{" class=summary" if r and str(next(iter(r.values()))) == "summary" else ""}>'
+        + "".join(f"<td>{html.escape(cell(r[c])) if c in r else ''}</td>" for c in columns) + "</tr>"
+        for r in rows)
+    with atomic_path(path) as tmp:
+        tmp.write_text(_HTML.format(title=html.escape(title), head=head, body=body))
 
 
 def _parse(text):
