@@ -69,15 +69,21 @@ def ours(image, labels, source_weights, k, mode):
     return augment_plane(image, labels, t, source_weights, mode, WEIGHTS, separate=True)
 
 
-def per_copy(func, copies):
-    """Median seconds of ``func(k)`` over ``copies`` calls (after one warm-up)."""
-    func(copies)
-    times = []
+def per_copy(funcs, copies):
+    """Median seconds of each ``func(k)`` over ``copies`` calls, after one warm-up each.
+
+    The methods take turns copy by copy, so a slow spell of a shared machine
+    falls on all of them rather than on one.
+    """
+    for func in funcs:
+        func(copies)
+    times = [[] for _ in funcs]
     for k in range(copies):
-        start = time.perf_counter()
-        func(k)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for func, spent in zip(funcs, times):
+            start = time.perf_counter()
+            func(k)
+            spent.append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
 
 
 def breakdown(image, labels, copies):
@@ -133,7 +139,7 @@ def backends(image, labels, copies):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 2048])
-    parser.add_argument("--copies", type=int, default=0, help="copies timed per size (default 8 at 512, fewer above)")
+    parser.add_argument("--copies", type=int, default=0, help="copies timed per size (default 16 at 512, fewer above)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print("one thread; median time per copy; Mpx/s per core (output pixels of one copy, all arrays)")
@@ -141,7 +147,7 @@ def main():
     for size in args.sizes:
         image, labels = touching_cells(size, CELLS.get(size, max(4, size * size // 4400)))
         source_weights = weight_map(labels, **WEIGHTS)
-        copies = args.copies or max(2, 8 * 512 * 512 // (size * size))
+        copies = args.copies or max(3, 16 * 512 * 512 // (size * size))
         mpx = size * size / 1e6
         rows = {
             "reference: zoom + map_coordinates (img, lab)": lambda k: reference(image, labels, np.random.default_rng(k)),
@@ -149,12 +155,10 @@ def main():
             "tileunet, weights recomputed (default)": lambda k: ours(image, labels, None, k, "recompute"),
             "tileunet, weights interpolated": lambda k: ours(image, labels, source_weights, k, "interpolate"),
         }
-        ref_s = None
-        for name, func in rows.items():
-            seconds = per_copy(func, copies)
-            ref_s = ref_s or seconds
+        medians = per_copy(list(rows.values()), copies)
+        for name, seconds in zip(rows, medians):
             print(f"{size:>4}x{size:<4} {name:<44} {1e3 * seconds:>9.1f} {mpx / seconds:>8.1f} "
-                  f"{ref_s / seconds:>6.1f}x", flush=True)
+                  f"{medians[0] / seconds:>6.1f}x", flush=True)
         parts = breakdown(image, labels, copies)
         total = sum(parts.values())
         print(f"{'':>9} tileunet steps (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items())

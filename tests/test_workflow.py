@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -175,12 +176,52 @@ def test_scatter_gather_plans_one_job_per_band(dataset, tmp_path):
     assert (stats["predict_prepare"], stats["predict_part"], stats["predict_sample"]) == ("3", "9", "3")
 
 
-@pytest.mark.workflow
-def test_report_holds_every_picture(finished_run):
+@pytest.fixture(scope="module")
+def report_html(finished_run):
     work, table = finished_run
     snakemake(work, "all", "--report", str(work / "report.html"), samples=table)
-    html = (work / "report.html").read_text()
+    return work / "report.html"
+
+
+@pytest.mark.workflow
+def test_report_holds_every_picture(finished_run, report_html):
+    work, _ = finished_run
+    html = report_html.read_text()
     pictures = [*(work / "results").rglob("*.png")]
     assert len(pictures) >= 6
     for png in pictures:  # every picture the workflow draws is tagged for the report
         assert png.name in html, png
+    assert "metrics.html" in html
+
+
+@pytest.mark.workflow
+def test_report_shows_every_entry_in_a_headless_browser(report_html, tmp_path):
+    """Open every result of every category with its eye button in chromium: a picture or a table must show."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser check needs playwright")
+    chromium = shutil.which("chromium") or pytest.skip("the browser check needs Debian's chromium")
+    shown = {}
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(report_html.as_uri())
+        page.wait_for_timeout(2000)
+        categories = [c.inner_text().strip() for c in page.locator("text=/^\\d+\\. /").all()]
+        assert len(categories) >= 4
+        for category in categories:
+            page.goto(report_html.as_uri())
+            page.wait_for_timeout(1000)
+            page.get_by_text(category, exact=True).first.click()
+            rows = page.locator("tr").filter(has=page.locator("a[iconname=eye]"))
+            rows.first.wait_for()
+            for i in range(rows.count()):
+                name = rows.nth(i).locator("td").first.inner_text().strip()
+                rows.nth(i).locator("a[iconname=eye]").click()
+                page.wait_for_timeout(500)
+                if name.endswith(".html"):  # in an iframe
+                    shown[name] = sum(f.locator("table tr").count() for f in page.frames if f != page.main_frame) > 1
+                else:
+                    shown[name] = page.locator("img").evaluate_all(
+                        "imgs => imgs.some(e => e.naturalWidth > 100 && !e.src.includes('logo.svg'))")
+                page.screenshot(path=tmp_path / f"{len(shown):02d}.png")
+        browser.close()
+    assert len(shown) >= 7 and all(shown.values()), shown
