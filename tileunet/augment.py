@@ -32,8 +32,8 @@ Reproducibility: the random state of copy ``k`` of plane ``i`` of sample
 ``name`` is ``SeedSequence(seed, spawn_key=(key(name), i, k))``, so a copy
 depends on nothing but the seed, its own position and the parameters: the
 store is byte-identical for any thread count and order, and adding a sample
-leaves the others' copies unchanged.  Work is spread over processes (the
-weight maps hold the GIL); each runs torch single-threaded.  Callers of
+leaves the others' copies unchanged.  Work is spread over processes, each
+running torch single-threaded.  Callers of
 :func:`write_augmented` with ``threads > 1`` from a script must guard it with
 ``if __name__ == "__main__":``, as for any ``multiprocessing`` spawn.
 """

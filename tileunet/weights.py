@@ -265,6 +265,33 @@ def _near_columns(h1_row, sx, reach, out):
 
 
 @numba.njit(cache=True, nogil=True)
+def _other_columns(c1_row, c2_row, left, right):
+    """Per column x, the nearest columns left and right (x included) offering a cell other than ``c1[x]``.
+
+    A column offers its candidates ``c1`` and ``c2``; ``left[x] = -1`` /
+    ``right[x] = nx`` where there is none.  Inside a cell, ``c1[x]`` is the
+    cell itself, so when both are farther than ``radius`` no other cell is
+    within ``radius`` and the pixel's border term is below ``tol``.
+    """
+    nx = c1_row.shape[0]
+    for step in range(2):
+        start, stop, inc, none = (0, nx, 1, -1) if step == 0 else (nx - 1, -1, -1, nx)
+        out = left if step == 0 else right
+        mixed = none  # last column with two candidates
+        last, last_c, prev = none, 0, none  # last column with a cell; the last before it with another cell
+        for x in range(start, stop, inc):
+            c = c1_row[x]
+            if c2_row[x] != 0:
+                mixed = x
+            if c != 0:
+                if c != last_c:
+                    prev = last
+                last, last_c = x, c
+            other = last if c == 0 else prev
+            out[x] = max(mixed, other) if step == 0 else min(mixed, other)
+
+
+@numba.njit(cache=True, nogil=True)
 def _two_nearest_at(h1, c1, h2, c2, y, x, sx, radius):
     """Squared distances from (y, x) to its nearest two cells, searching columns outwards from x.
 
@@ -320,17 +347,25 @@ def _two_nearest(lab, sy, sx, radius):
 def _add_border_term(lab, sy, sx, radius, w0, sigma, background_only, out):
     """``out += w0 exp(-(d1 + d2)^2 / (2 sigma^2))`` where ``d1 + d2 <= radius`` (and, optionally, background).
 
-    Pixels with no cell within ``radius / 2`` (so ``d1 + d2 > radius``) are
-    skipped before the search (:func:`_near_columns`).
+    Pixels with ``d1 + d2 > radius`` found cheaply are skipped before the
+    search: background with no cell within ``radius / 2``
+    (:func:`_near_columns`), cells with no other cell within ``radius``
+    (:func:`_other_columns`).
     """
     h1, c1, h2, c2 = _column_candidates(lab, sy, radius)
     ny, nx = lab.shape
     scale = 1.0 / (2.0 * sigma * sigma)
     near = np.empty(nx, np.bool_)
+    left, right = np.empty(nx, np.int64), np.empty(nx, np.int64)
     for y in range(ny):
         _near_columns(h1[y], sx, radius / 2, near)
+        if not background_only:
+            _other_columns(c1[y], c2[y], left, right)
         for x in range(nx):
-            if not near[x] or (background_only and lab[y, x] != 0):
+            if lab[y, x] == 0:
+                if not near[x]:
+                    continue
+            elif background_only or (sx * (x - left[x]) > radius and sx * (right[x] - x) > radius):
                 continue
             b1, b2 = _two_nearest_at(h1, c1, h2, c2, y, x, sx, radius)
             if b2 < np.inf:
