@@ -3,7 +3,12 @@
 import csv
 import doctest
 import itertools
+import logging
 import math
+import runpy
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.image
 import numpy as np
@@ -243,6 +248,32 @@ def test_write_html_shows_every_row_escaped_with_the_summary_in_bold(tmp_path):
     assert parser.rows == [["sample", "iou", "tp", "n_images"], ["a<b>", "0.333", "2"], ["summary", "0.500", "1"]]
     assert parser.classes == [None, None, "summary"]
     assert "<title>T &amp; t</title>" in path.read_text() and [p.name for p in tmp_path.iterdir()] == ["m.html"]
+
+
+def test_ablation_table_script_compares_every_variant(tmp_path):
+    paths = []
+    for k, name in enumerate(("full", "none", "main")):
+        rows = [{"sample": "a", "plane": 0, "iou": 0.5 + k / 10, "f1": 0.25 * k, "merges": 3 - k}]
+        paths.append(tmp_path / name / "metrics.tsv")
+        tm.write_tsv(rows + [{"sample": "summary", "plane": "", **tm.summarize(rows)}], paths[-1])
+    out = tmp_path / "ablation"
+    sm = SimpleNamespace(input=SimpleNamespace(metrics=[str(p) for p in paths]), log=[str(tmp_path / "a.log")],
+                         params=SimpleNamespace(variants=["full", "none", "main"]),
+                         output=SimpleNamespace(table=str(out / "comparison.tsv"), html=str(out / "comparison.html"),
+                                                figure=str(out / "comparison.png")))
+    stderr, handlers = sys.stderr, logging.getLogger().handlers[:]
+    try:
+        runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "ablation_table.py"), init_globals={"snakemake": sm})
+    finally:
+        sys.stderr.close()
+        sys.stderr = stderr
+        logging.getLogger().handlers[:] = handlers
+    with open(out / "comparison.tsv") as fh:
+        table = list(csv.DictReader(fh, delimiter="\t"))
+    assert [(r["variant"], r["iou"], r["f1"], r["merges"]) for r in table] == [
+        ("full", "0.5", "0", "3"), ("none", "0.6", "0.25", "2"), ("main", "0.7", "0.5", "1")]
+    assert "<td>none</td>" in (out / "comparison.html").read_text()
+    assert matplotlib.image.imread(out / "comparison.png").shape[0] > 100
 
 
 def test_read_summary_parses_numbers_and_refuses_tables_without_one(tmp_path):
