@@ -284,6 +284,20 @@ def test_bad_source_is_refused_naming_it_and_nothing_is_left(tmp_path, stores):
     assert list(tmp_path.iterdir()) == [broken]
 
 
+def test_examples_show_each_copy_around_its_cells(tmp_path):
+    from tileunet.plots.augment import examples_figure
+
+    root = zarr.open_group(tmp_path / "a.zarr", mode="w")
+    labels = np.zeros((2, 200, 300), np.int32)
+    labels[0, 10:20, 250:280] = 1
+    g = root.create_group("s", attributes={"copies": 2})
+    for name, data in (("image", labels.astype(np.float32)), ("labels", labels), ("weights", 1.0 + labels)):
+        g.create_array(name, data=data)
+    fig = examples_figure(root, n=2, margin=4)
+    shapes = [ax.images[0].get_array().shape[:2] for ax in fig.axes[:4] if ax.images]
+    assert shapes[0] == (18, 38) and (200, 300) in shapes  # the copy without cells is shown whole
+
+
 def test_script_writes_store_and_examples_png(stores, tmp_path):
     out = tmp_path / "results"
     sm = SimpleNamespace(

@@ -1,5 +1,6 @@
 """tileunet.weights against an independent per-cell naive map, hand-computed cases and the scripts' glue."""
 
+import doctest
 import json
 import logging
 import math
@@ -18,6 +19,7 @@ from synthetic import touching_cells
 
 from tileunet.errors import InputError
 from tileunet.io import write_array
+from tileunet.plots import cell_box
 from tileunet.plots.weights import label_colours, save_weight_preview, weight_figure
 from tileunet.weights import (class_frequencies, cutoff_radius, separate_touching, two_nearest, weight_kwargs,
                               weight_map, weight_map_stack)
@@ -376,6 +378,20 @@ def test_weight_figure_and_preview(tmp_path):
         weight_figure(image, labels[:-1], weights)
 
 
+def test_previews_show_the_cells_not_the_empty_frame():
+    labels = np.zeros((300, 400), np.int32)
+    labels[100:110, 200:230], labels[112:120, 200:230] = 1, 2
+    assert cell_box(labels, margin=5) == (slice(95, 125), slice(195, 235))
+    assert cell_box(np.zeros((3, 4), int)) == (slice(0, 3), slice(0, 4))
+    assert cell_box(labels, margin=1000) == (slice(0, 300), slice(0, 400))
+    fig = weight_figure(np.zeros(labels.shape, np.float32), labels, weight_map(labels), title="f", margin=5)
+    assert fig.axes[0].images[0].get_array().shape[:2] == (30, 40)
+    assert fig.get_suptitle() == "f  (rows 95-125, columns 195-235)"
+    import tileunet.plots
+
+    assert doctest.testmod(tileunet.plots).failed == 0
+
+
 def run_script(name, **snakemake):
     """Run a Snakemake `script:` file with a stand-in `snakemake` object; undo its stderr and logging redirection."""
     root, stderr = logging.getLogger(), sys.stderr
@@ -457,8 +473,6 @@ def test_weights_script_names_the_store_on_bad_labels(tmp_path):
 
 
 def test_docstring_examples():
-    import doctest
-
     import tileunet.weights
 
     assert doctest.testmod(tileunet.weights, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0

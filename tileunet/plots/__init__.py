@@ -12,3 +12,34 @@ def grey(image, low=0.5, high=99.5):
     image = np.nan_to_num(np.asarray(image, dtype=np.float32))
     lo, hi = np.percentile(image, [low, high]) if image.size else (0.0, 1.0)
     return np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1)
+
+
+def cell_box(labels, margin=32):
+    """The part of a frame worth showing: the cells' bounding box grown by ``margin`` px.
+
+    Where cells cover ~1 % of a frame, the whole frame shows them (and the
+    border weights between them) as a few pixels.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (Y, X)
+        Instance ids, 0 = background.
+    margin : int
+        Pixels of context kept on each side, clipped to the frame.
+
+    Returns
+    -------
+    (slice, slice)
+        Rows and columns; the whole frame when there are no cells.
+
+    Examples
+    --------
+    >>> cell_box(np.pad([[1]], ((50, 60), (70, 80))), margin=10)
+    (slice(40, 61, None), slice(60, 81, None))
+    """
+    labels = np.asarray(labels)
+    rows, cols = np.flatnonzero(labels.any(axis=1)), np.flatnonzero(labels.any(axis=0))
+    if not rows.size:
+        return slice(0, labels.shape[0]), slice(0, labels.shape[1])
+    return tuple(slice(max(int(a[0]) - margin, 0), min(int(a[-1]) + 1 + margin, n))
+                 for a, n in zip((rows, cols), labels.shape))

@@ -11,7 +11,7 @@ import zarr
 from matplotlib.figure import Figure
 from skimage.segmentation import find_boundaries
 
-from . import grey
+from . import cell_box, grey
 
 CONTOUR_COLOUR = (0.9, 0.62, 0.0)  # Okabe-Ito orange, readable on grey
 
@@ -43,8 +43,8 @@ def contour_rgb(image, labels):
     return rgb
 
 
-def examples_figure(store, n=4, max_side=384, dpi=100):
-    """The example grid of an augmented store.
+def examples_figure(store, n=4, max_side=384, dpi=100, margin=32):
+    """The example grid of an augmented store, each copy shown around its cells.
 
     Parameters
     ----------
@@ -56,6 +56,9 @@ def examples_figure(store, n=4, max_side=384, dpi=100):
         Larger copies are subsampled by a whole stride (contours drawn on the
         subsampled labels) to keep the PNG small.
     dpi : int
+    margin : int
+        Context (px) kept around the cells' bounding box
+        (:func:`tileunet.plots.cell_box`); copies without cells are shown whole.
 
     Returns
     -------
@@ -67,17 +70,21 @@ def examples_figure(store, n=4, max_side=384, dpi=100):
         fig = Figure(figsize=(4, 1), dpi=dpi)
         fig.text(0.5, 0.5, "no examples (augment.preview = 0 or an empty store)", ha="center", va="center")
         return fig
-    ny, nx = group[picks[0][0]]["image"].shape[1:]
+    shown = []
+    for sample, index in picks:
+        box = cell_box(group[sample]["labels"][index], margin)
+        shown.append(tuple(np.asarray(group[sample][name][(index, *box)]) for name in ("image", "labels", "weights")))
+    ny, nx = np.max([c[0].shape for c in shown], axis=0)
     panel = 2.6  # inches per example column
     fig = Figure(figsize=(panel * len(picks) + 1.0, 2 * panel * ny / nx + 0.5), dpi=dpi, layout="constrained")
     axes = fig.subplots(2, len(picks), squeeze=False)
-    wmax = max(float(np.max(group[s]["weights"][i])) for s, i in picks)
-    for col, (sample, index) in enumerate(picks):
+    wmax = max(float(c[2].max()) for c in shown)
+    for col, ((sample, index), (image, labels, weights)) in enumerate(zip(picks, shown)):
         g = group[sample]
-        step = max(1, -(-max(g["image"].shape[1:]) // max_side))
-        sub = (index, slice(None, None, step), slice(None, None, step))
-        axes[0, col].imshow(contour_rgb(g["image"][sub], g["labels"][sub]), interpolation="nearest")
-        im = axes[1, col].imshow(g["weights"][sub], cmap="magma", vmin=0, vmax=wmax, interpolation="nearest")
+        step = max(1, -(-max(image.shape) // max_side))
+        sub = (slice(None, None, step), slice(None, None, step))
+        axes[0, col].imshow(contour_rgb(image[sub], labels[sub]), interpolation="nearest")
+        im = axes[1, col].imshow(weights[sub], cmap="magma", vmin=0, vmax=wmax, interpolation="nearest")
         copies = g.attrs.get("copies", 1)
         axes[0, col].set_title(f"{sample} plane {index // copies} copy {index % copies}", fontsize=8)
         for ax in axes[:, col]:

@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..io import atomic_path
-from . import grey
+from . import cell_box, grey
 
 
 def label_colours(labels, seed=0):
@@ -29,8 +29,12 @@ def label_colours(labels, seed=0):
     return palette[inverse.reshape(labels.shape)]
 
 
-def weight_figure(image, labels, weights, title=""):
+def weight_figure(image, labels, weights, title="", margin=32):
     """Three panels side by side: the image, its instance labels, the weight map with a colour bar.
+
+    The panels show the cells' bounding box grown by ``margin`` px
+    (:func:`tileunet.plots.cell_box`), so the border term between touching
+    cells is visible even where cells cover a small part of the frame.
 
     Parameters
     ----------
@@ -42,6 +46,8 @@ def weight_figure(image, labels, weights, title=""):
         The weight map (:func:`tileunet.weights.weight_map`).
     title : str
         Figure title.
+    margin : int
+        Context (px) kept around the cells.
 
     Returns
     -------
@@ -51,6 +57,10 @@ def weight_figure(image, labels, weights, title=""):
     if not image.shape == labels.shape == weights.shape or image.ndim != 2:
         raise ValueError(f"image {image.shape}, labels {labels.shape} and weights {weights.shape} "
                          "must be 2D arrays of one shape; pass one plane")
+    box = cell_box(labels, margin)
+    if (box[0].stop - box[0].start, box[1].stop - box[1].start) != image.shape:
+        title = f"{title}  (rows {box[0].start}-{box[0].stop}, columns {box[1].start}-{box[1].stop})".strip()
+    image, labels, weights = image[box], labels[box], weights[box]
     height, width = image.shape
     panel = 4.0
     fig = Figure(figsize=(3 * panel + 1.0, panel * height / width + 0.8), layout="constrained")
