@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from synthetic import touching_cells
 
-from tileunet.device import autocast, select_device
+from tileunet.device import autocast, flushes_denormals, select_device
 from tileunet.errors import InputError
 from tileunet.io import write_array
 from tileunet.model import UNet
@@ -254,6 +254,17 @@ def _kill_at(iteration, signum=signal.SIGTERM):
         if it == iteration:
             os.kill(os.getpid(), signum)
     return hook
+
+
+def test_training_flushes_subnormal_floats_and_restores_the_mode(stores, tmp_path):
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormal floats")
+    augmented, val = stores
+    seen = []
+    train(augmented, [val], TINY, TINY_TRAIN, tmp_path / "f", progress=False,
+          on_step=lambda it, model: seen.append(flushes_denormals()))
+    assert seen and all(seen)
+    assert not flushes_denormals()
 
 
 def test_kill_and_resume_gives_identical_weights(stores, tmp_path):

@@ -87,3 +87,36 @@ def configure(device, deterministic=False):
         torch.backends.cudnn.deterministic = deterministic
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+
+
+SUBNORMAL = 1e-39  # float32: below the smallest normal number, 1.18e-38
+
+
+def flushes_denormals():
+    """Whether this thread's CPU arithmetic flushes subnormal float32 to zero (FTZ/DAZ)."""
+    return (torch.tensor([SUBNORMAL]) * 1.0).item() == 0.0
+
+
+@contextlib.contextmanager
+def flushed_denormals():
+    """Flush subnormal floats to zero on the CPU for the block, then restore the previous mode.
+
+    As the network grows confident, gradients of well-classified pixels
+    underflow to subnormal floats, which x86 CPUs process about 100x slower:
+    the demo's CPU training fell from 10.5 to 3.5 tiles/s after ~500
+    iterations.  Flushing changes only values below 1.2e-38.  The mode is per
+    thread and OpenMP workers inherit it when they are created (POSIX), so
+    enter this before the first parallel torch op of the process; workers
+    created inside keep the mode afterwards.  GPUs are not affected.
+
+    Yields
+    ------
+    bool
+        Whether the CPU supports flushing (x86 with SSE3, recent ARM).
+    """
+    was = flushes_denormals()
+    supported = torch.set_flush_denormal(True)
+    try:
+        yield supported
+    finally:
+        torch.set_flush_denormal(was)
