@@ -407,9 +407,17 @@ def test_save_overlays_writes_the_chosen_planes(tmp_path):
 def test_large_images_are_subsampled():
     big = np.zeros((300, 500), np.int32)
     big[100:200, 100:300] = 1
-    fig = pe.overlay_figure(np.zeros(big.shape), big, big, max_side=100)
+    fig = pe.overlay_figure(np.zeros(big.shape), big, big, max_side=100, margin=1000)
     assert fig.axes[0].images[0].get_array().shape[:2] == (60, 100)
     assert "every 5th pixel" in fig.get_suptitle()
+
+
+def test_overlays_show_the_cells_not_the_empty_frame():
+    true, pred = np.zeros((300, 500), np.int32), np.zeros((300, 500), np.int32)
+    true[100:110, 200:230], pred[130:140, 260:270] = 1, 1  # the box covers predicted cells too
+    fig = pe.overlay_figure(np.zeros(true.shape), pred, true, title="f", margin=5)
+    assert fig.axes[0].images[0].get_array().shape[:2] == (50, 80)
+    assert fig.get_suptitle() == "f  (rows 95-145, columns 195-275)"
 
 
 def test_comparison_figure_draws_one_panel_per_metric():

@@ -43,3 +43,10 @@ def cell_box(labels, margin=32):
         return slice(0, labels.shape[0]), slice(0, labels.shape[1])
     return tuple(slice(max(int(a[0]) - margin, 0), min(int(a[-1]) + 1 + margin, n))
                  for a, n in zip((rows, cols), labels.shape))
+
+
+def box_title(title, box, shape):
+    """``title`` with the rows and columns of ``box`` appended when it is smaller than ``shape``."""
+    if (box[0].stop - box[0].start, box[1].stop - box[1].start) == tuple(shape):
+        return title
+    return f"{title}  (rows {box[0].start}-{box[0].stop}, columns {box[1].start}-{box[1].stop})".strip()

@@ -17,7 +17,7 @@ from matplotlib.patches import Patch
 from skimage.segmentation import find_boundaries
 
 from ..metrics import merged_instances, split_instances
-from . import grey
+from . import box_title, cell_box, grey
 
 TRUE_COLOUR = (0.0, 0.62, 0.45)  # bluish green
 PRED_COLOUR = (0.8, 0.47, 0.65)  # reddish purple
@@ -63,7 +63,8 @@ def overlay_rgb(image, pred_labels, true_labels, merged=(), split=(), alpha=0.45
     return rgb
 
 
-def overlay_figure(image, pred_labels, true_labels, merged=(), split=(), title="", max_side=2048, dpi=100):
+def overlay_figure(image, pred_labels, true_labels, merged=(), split=(), title="", max_side=2048, dpi=100,
+                   margin=32):
     """The overlay with a title and a legend, at about one screen pixel per image pixel.
 
     Parameters
@@ -71,6 +72,9 @@ def overlay_figure(image, pred_labels, true_labels, merged=(), split=(), title="
     image, pred_labels, true_labels, merged, split
         As in :func:`overlay_rgb`.
     title : str
+    margin : int
+        The figure shows the box around all true and predicted cells grown by
+        this many px (:func:`tileunet.plots.cell_box`); the title says which.
     max_side : int
         Images larger than this (px) are subsampled by a whole stride so the
         PNG stays small; contours are then drawn on the subsampled labels.
@@ -80,10 +84,13 @@ def overlay_figure(image, pred_labels, true_labels, merged=(), split=(), title="
     -------
     matplotlib.figure.Figure
     """
-    step = max(1, -(-max(np.shape(image)) // max_side))
+    image, pred_labels, true_labels = (np.asarray(a) for a in (image, pred_labels, true_labels))
+    box = cell_box((pred_labels != 0) | (true_labels != 0), margin)
+    title = box_title(title, box, image.shape)
+    image, pred_labels, true_labels = image[box], pred_labels[box], true_labels[box]
+    step = max(1, -(-max(image.shape) // max_side))
     sub = (slice(None, None, step),) * 2
-    rgb = overlay_rgb(np.asarray(image)[sub], np.asarray(pred_labels)[sub], np.asarray(true_labels)[sub],
-                      merged, split)
+    rgb = overlay_rgb(image[sub], pred_labels[sub], true_labels[sub], merged, split)
     h, w = rgb.shape[:2]
     width = max(w / dpi, 6.0)  # room for the legend on small images
     height = width * h / w

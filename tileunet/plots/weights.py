@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..io import atomic_path
-from . import cell_box, grey
+from . import box_title, cell_box, grey
 
 
 def label_colours(labels, seed=0):
@@ -58,8 +58,7 @@ def weight_figure(image, labels, weights, title="", margin=32):
         raise ValueError(f"image {image.shape}, labels {labels.shape} and weights {weights.shape} "
                          "must be 2D arrays of one shape; pass one plane")
     box = cell_box(labels, margin)
-    if (box[0].stop - box[0].start, box[1].stop - box[1].start) != image.shape:
-        title = f"{title}  (rows {box[0].start}-{box[0].stop}, columns {box[1].start}-{box[1].stop})".strip()
+    title = box_title(title, box, image.shape)
     image, labels, weights = image[box], labels[box], weights[box]
     height, width = image.shape
     panel = 4.0
