@@ -400,7 +400,7 @@ def test_save_overlays_writes_the_chosen_planes(tmp_path):
     paths = pe.save_overlays(tmp_path, "s1", np.zeros(true.shape, np.float32), pred, true, rows, {1})
     assert [p.name for p in paths] == ["s1_0001.png"] == [p.name for p in tmp_path.iterdir()]
     png = matplotlib.image.imread(paths[0])
-    assert png.shape[1] == 600 and png.shape[0] > 90  # at least 6 inches wide at 100 dpi
+    assert png.shape[1] == 700 and png.shape[0] > 90  # at least 7 inches wide at 100 dpi
     assert "merges 1" in pe.overlay_title("s1", rows[1])
 
 
@@ -417,7 +417,7 @@ def test_overlays_show_the_cells_not_the_empty_frame():
     true[100:110, 200:230], pred[130:140, 260:270] = 1, 1  # the box covers predicted cells too
     fig = pe.overlay_figure(np.zeros(true.shape), pred, true, title="f", margin=5)
     assert fig.axes[0].images[0].get_array().shape[:2] == (50, 80)
-    assert fig.get_suptitle() == "f  (rows 95-145, columns 195-275)"
+    assert fig.get_suptitle() == "f\n(rows 95-145, columns 195-275)"
 
 
 def test_comparison_figure_draws_one_panel_per_metric():

@@ -86,13 +86,13 @@ def overlay_figure(image, pred_labels, true_labels, merged=(), split=(), title="
     """
     image, pred_labels, true_labels = (np.asarray(a) for a in (image, pred_labels, true_labels))
     box = cell_box((pred_labels != 0) | (true_labels != 0), margin)
-    title = box_title(title, box, image.shape)
+    notes = [box_title("", box, image.shape)]
     image, pred_labels, true_labels = image[box], pred_labels[box], true_labels[box]
     step = max(1, -(-max(image.shape) // max_side))
     sub = (slice(None, None, step),) * 2
     rgb = overlay_rgb(image[sub], pred_labels[sub], true_labels[sub], merged, split)
     h, w = rgb.shape[:2]
-    width = max(w / dpi, 6.0)  # room for the legend on small images
+    width = max(w / dpi, 7.0)  # room for the title and legend on small images
     height = width * h / w
     fig = Figure(figsize=(width, height + HEADER_IN), dpi=dpi)
     ax = fig.add_axes((0, 0, 1, height / (height + HEADER_IN)))
@@ -104,7 +104,8 @@ def overlay_figure(image, pred_labels, true_labels, merged=(), split=(), title="
                Patch(color=SPLIT_COLOUR, alpha=0.6, label="split (true)")]
     fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, height / (height + HEADER_IN)),
                ncol=4, frameon=False, fontsize=9)
-    fig.suptitle(title + (f"  (every {step}th pixel)" if step > 1 else ""), fontsize=10, y=0.995, va="top")
+    notes.append(f"(every {step}th pixel)" if step > 1 else "")
+    fig.suptitle("\n".join(filter(None, [title, " ".join(filter(None, notes))])), fontsize=10, y=0.995, va="top")
     return fig
 
 
