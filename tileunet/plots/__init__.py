@@ -45,8 +45,8 @@ def cell_box(labels, margin=32):
                  for a, n in zip((rows, cols), labels.shape))
 
 
-def box_title(title, box, shape):
-    """``title`` with the rows and columns of ``box`` appended when it is smaller than ``shape``."""
+def box_note(box, shape):
+    """"(rows a-b, columns c-d)" for a ``box`` smaller than ``shape``; "" for the whole frame."""
     if (box[0].stop - box[0].start, box[1].stop - box[1].start) == tuple(shape):
-        return title
-    return f"{title}  (rows {box[0].start}-{box[0].stop}, columns {box[1].start}-{box[1].stop})".strip()
+        return ""
+    return f"(rows {box[0].start}-{box[0].stop}, columns {box[1].start}-{box[1].stop})"

@@ -17,7 +17,7 @@ from matplotlib.patches import Patch
 from skimage.segmentation import find_boundaries
 
 from ..metrics import merged_instances, split_instances
-from . import box_title, cell_box, grey
+from . import box_note, cell_box, grey
 
 TRUE_COLOUR = (0.0, 0.62, 0.45)  # bluish green
 PRED_COLOUR = (0.8, 0.47, 0.65)  # reddish purple
@@ -86,7 +86,7 @@ def overlay_figure(image, pred_labels, true_labels, merged=(), split=(), title="
     """
     image, pred_labels, true_labels = (np.asarray(a) for a in (image, pred_labels, true_labels))
     box = cell_box((pred_labels != 0) | (true_labels != 0), margin)
-    notes = [box_title("", box, image.shape)]
+    crop = box_note(box, image.shape)
     image, pred_labels, true_labels = image[box], pred_labels[box], true_labels[box]
     step = max(1, -(-max(image.shape) // max_side))
     sub = (slice(None, None, step),) * 2
@@ -104,8 +104,8 @@ def overlay_figure(image, pred_labels, true_labels, merged=(), split=(), title="
                Patch(color=SPLIT_COLOUR, alpha=0.6, label="split (true)")]
     fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, height / (height + HEADER_IN)),
                ncol=4, frameon=False, fontsize=9)
-    notes.append(f"(every {step}th pixel)" if step > 1 else "")
-    fig.suptitle("\n".join(filter(None, [title, " ".join(filter(None, notes))])), fontsize=10, y=0.995, va="top")
+    notes = " ".join(filter(None, [crop, f"(every {step}th pixel)" if step > 1 else ""]))
+    fig.suptitle("\n".join(filter(None, [title, notes])), fontsize=10, y=0.995, va="top")
     return fig
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..io import atomic_path
-from . import box_title, cell_box, grey
+from . import box_note, cell_box, grey
 
 
 def label_colours(labels, seed=0):
@@ -58,7 +58,8 @@ def weight_figure(image, labels, weights, title="", margin=32):
         raise ValueError(f"image {image.shape}, labels {labels.shape} and weights {weights.shape} "
                          "must be 2D arrays of one shape; pass one plane")
     box = cell_box(labels, margin)
-    title = box_title(title, box, image.shape)
+    note = box_note(box, image.shape)
+    title = f"{title}  {note}".strip() if note else title
     image, labels, weights = image[box], labels[box], weights[box]
     height, width = image.shape
     panel = 4.0
