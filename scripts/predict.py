@@ -18,6 +18,7 @@ from tileunet.device import select_device  # noqa: E402
 from tileunet.io import open_array  # noqa: E402
 from tileunet.model import load_model  # noqa: E402
 from tileunet.ome import guess_leading_axis  # noqa: E402
+from tileunet.postprocess import resolve  # noqa: E402
 from tileunet.predict import band_rows, finalise, predict_rows, prepare, publish  # noqa: E402
 
 sm = snakemake  # noqa: F821
@@ -29,16 +30,19 @@ image = open_array(image_path)
 stat = image_path.stat()
 logging.info("%s: slide %s %s %s on %s, tile %d", step, image_path, image.shape, image.dtype, device, cfg["tile"])
 remote = bool(cfg["scheduler_address"])
-model = (sm.input.model, str(device)) if remote else load_model(sm.input.model, device)
+local = load_model(sm.input.model, device)
+pp = resolve(cfg, local.postprocessing, sm.input.model)  # before any work: a model without one is refused
+logging.info("instances: %s (%s)", pp.as_dict(), "config and validation" if local.postprocessing else "config")
+model = (sm.input.model, str(device)) if remote else local
 if step in ("all", "prepare"):
-    prepare(load_model(sm.input.model, device) if remote else model, image, work, cfg["tile"],
-            cfg["probability_dtype"], cfg["pyramid_levels"], guess_leading_axis(image_path),
-            source=f"{image_path.resolve()} {stat.st_size} {stat.st_mtime_ns}")
+    prepare(local, image, work, cfg["tile"], cfg["probability_dtype"], cfg["pyramid_levels"],
+            guess_leading_axis(image_path), source=f"{image_path.resolve()} {stat.st_size} {stat.st_mtime_ns}",
+            tta=cfg["tta"])
 if step in ("all", "part"):
     rows = band_rows(work, int(sm.wildcards.part), cfg["parts"]) if step == "part" else None
     predict_rows(model, str(image_path) if remote else image, work, rows, cfg["batch_size"], cfg["amp"],
                  workers=2 if device.type == "cuda" else 1, scheduler_address=cfg["scheduler_address"])
 if step in ("all", "gather"):
-    n = finalise(work, cfg["threshold"], cfg["min_size"])
+    n = finalise(work, pp, cfg["max_object_size"], workers=sm.threads)
     publish(work, sm.output[0])
     logging.info("wrote %s: %d instances", sm.output[0], n)

@@ -16,6 +16,7 @@ model, history = train(sm.input.augmented, sm.params.val_stores, sm.params.model
 last = history[-1] if history else {}
 logging.info("finished at iteration %s: %s", last.get("iteration"), last)
 save_model(sm.output.model, model, sm.params.normalization,
-           extra={"iterations": last.get("iteration", 0), "seed": sm.params.seed, "train": dict(sm.params.train)})
+           extra={"iterations": last.get("iteration", 0), "seed": sm.params.seed, "train": dict(sm.params.train),
+                  "selected_iteration": model.selected_iteration, "postprocessing": model.postprocessing})
 write_metrics(sm.output.metrics, history)
 loss_curve(history, sm.output.curve)

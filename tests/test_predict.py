@@ -10,6 +10,7 @@ from tileunet import predict
 from tileunet.errors import InputError
 from tileunet.model import UNet
 from tileunet.ome import read_prediction
+from tileunet.postprocess import PostProcessing
 
 from test_instances import same_partition
 
@@ -55,8 +56,8 @@ def test_off_grid_chunks_would_differ():
     t = predict.plan_tiling(model, 28)
     assert (t.chunk, t.window, t.offset) == (24, 28 + 2 * model.margin, model.margin)
     x = np.random.default_rng(1).random((1, t.window + 4, t.window + 4)).astype(np.float32)
-    a = predict._forward(model, np.ascontiguousarray(x[:, :t.window, :t.window]))[0, 4:, 4:]
-    b = predict._forward(model, np.ascontiguousarray(x[:, 4:, 4:]))[0, :-4, :-4]
+    a = predict._forward(model, np.ascontiguousarray(x[:, :t.window, :t.window]))[0, 1, 4:, 4:]
+    b = predict._forward(model, np.ascontiguousarray(x[:, 4:, 4:]))[0, 1, :-4, :-4]
     assert np.abs(a - b).max() > 1e-3
 
 
@@ -99,9 +100,13 @@ def test_same_padding_net_is_tiled_with_a_halo():
     assert tiled.shape == image.shape and np.isfinite(tiled).all()
 
 
-def run(model, image, tmp_path, name="out", **kw):
+def components(threshold=0.5, min_size=0):
+    return PostProcessing("components", threshold, min_size)
+
+
+def run(model, image, tmp_path, name="out", threshold=0.5, **kw):
     out = tmp_path / f"{name}.ome.zarr"
-    kw = {"tile": 28, "batch_size": 2, "threshold": 0.5, "pyramid_levels": 3, "progress": False, **kw}
+    kw = {"tile": 28, "batch_size": 2, "pp": components(threshold), "pyramid_levels": 3, "progress": False, **kw}
     n = predict.predict_to_ome_zarr(model, image, out, tmp_path / f".{name}.work", **kw)
     return out, n
 
@@ -175,7 +180,7 @@ def test_bands_of_chunk_rows_equal_the_one_part_run(model, stack, threshold, tmp
     for band in predict.bands(n_rows, 3):
         predict.prepare(model, stack, work, 28)  # every part job finds the same work store
         predict.predict_rows(model, stack, work, band, batch_size=2, progress=False)
-    predict.finalise(work, threshold, progress=False)
+    predict.finalise(work, components(threshold), progress=False)
     parts = predict.publish(work, tmp_path / "parts.ome.zarr")
     for path in ("0", "2", "labels/cells/0"):
         np.testing.assert_array_equal(zarr.open_group(one)[path][...], zarr.open_group(parts)[path][...])
@@ -203,7 +208,7 @@ def test_finalise_refuses_missing_chunks(model, stack, tmp_path):
     predict.prepare(model, stack, work, 28)
     predict.predict_rows(model, stack, work, (0, 1), progress=False)
     with pytest.raises(ValueError, match="not predicted yet"):
-        predict.finalise(work)
+        predict.finalise(work, components())
 
 
 def test_work_of_another_model_is_discarded(model, stack, tmp_path):
@@ -254,8 +259,13 @@ def test_script_predicts_an_ome_tiff_stack_in_one_job_or_scattered(model, stack,
 
     tifffile.imwrite(tmp_path / "s.ome.tif", stack, ome=True, metadata={"axes": "ZYX"})
     save_model(tmp_path / "model.pt", model, model.normalization)
-    cfg = {"device": "cpu", "tile": 28, "batch_size": 2, "threshold": threshold, "min_size": 0, "amp": False,
-           "probability_dtype": "float16", "pyramid_levels": 2, "parts": 1, "scheduler_address": ""}
+    cfg = {"device": "cpu", "tile": 28, "batch_size": 2, "instances": "components", "threshold": threshold,
+           "min_size": 0, "seed_threshold": None, "seed_erosion": None, "min_seed_size": None,
+           "max_object_size": 64, "tta": False, "amp": False, "probability_dtype": "float16", "pyramid_levels": 2,
+           "parts": 1, "scheduler_address": ""}
+    with pytest.raises(InputError, match="model.pt: holds no post-processing.*Fix: set predict.instances"):
+        _run_predict_script(tmp_path, {**cfg, "instances": None}, "all", tmp_path / "s.ome.zarr", tmp_path / ".w")
+    assert not (tmp_path / "s.ome.zarr").exists() and not (tmp_path / ".w").exists()
     log = _run_predict_script(tmp_path, cfg, "all", tmp_path / "s.ome.zarr", tmp_path / ".w")
     prob, labels = read_prediction(tmp_path / "s.ome.zarr")
     np.testing.assert_allclose(prob[1], predict.predict_image(model, stack[1]), atol=1e-3, rtol=0)

@@ -335,7 +335,7 @@ def test_guards_name_what_to_change(stores, tmp_path):
     augmented, val = stores
     with pytest.raises(ValueError, match=r"train.tile_size.*\[24, 26, 28, 30\]"):
         train(augmented, [val], TINY, {**TINY_TRAIN, "tile_size": 27}, tmp_path / "x", progress=False)
-    with pytest.raises(ValueError, match="n_classes: 2"):
+    with pytest.raises(ValueError, match="n_classes follows train.target.*Fix: remove n_classes"):
         train(augmented, [val], {**TINY, "n_classes": 3}, TINY_TRAIN, tmp_path / "x", progress=False)
 
     def out_of_memory(it, model):

@@ -29,6 +29,32 @@ def iter_keys(schema, prefix=""):
             yield from iter_keys(sub, key + ".")
 
 
+def defaults(section, schema=None):
+    """Every key of a config section with its schema default, sub-sections filled in recursively.
+
+    Examples
+    --------
+    >>> defaults("train")["tune"]["seed_erosions"]
+    [0, 1, 2, 3, 4]
+    """
+    node = (schema or load_schema())["properties"][section]
+
+    def fill(sub):
+        if sub.get("type") == "object" and "properties" in sub:
+            return {k: fill(v) for k, v in sub["properties"].items()}
+        return sub.get("default")
+
+    return fill(node)
+
+
+def with_defaults(section, values):
+    """``values`` (a config section, possibly partial) over the schema's defaults, one level of nesting deep."""
+    out = defaults(section)
+    for key, value in dict(values or {}).items():
+        out[key] = {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def _fmt_default(value):
     return "`" + yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip() + "`"
 

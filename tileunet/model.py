@@ -244,10 +244,14 @@ def load_checkpoint(path):
 def load_model(path, device="cpu"):
     """Rebuild the model from ``model.pt``, in eval mode on ``device``.
 
-    The intensity normalisation is attached as ``model.normalization``.
+    The intensity normalisation is attached as ``model.normalization``, the
+    post-processing chosen on the validation images
+    (:func:`tileunet.postprocess.tune`) as ``model.postprocessing`` (None if
+    the file holds none).
     """
     payload = load_checkpoint(path)
     model = UNet(**payload["config"])
     model.load_state_dict(payload["state_dict"])
     model.normalization = payload.get("normalization", {})
+    model.postprocessing = payload.get("postprocessing")
     return model.to(device).eval()

@@ -44,7 +44,7 @@ import zarr
 from dask.callbacks import Callback
 from tqdm import tqdm
 
-from . import __version__, instances, ome
+from . import __version__, ome, postprocess
 from .device import autocast
 from .errors import InputError
 from .model import margin
@@ -54,6 +54,8 @@ from .tiles import read_window
 log = logging.getLogger(__name__)
 
 STORE = "prediction.ome.zarr"
+SCRATCH = "scratch.zarr"
+"""Work arrays that are not published: the seed map of a border-class model, the watershed's anchored ids."""
 DONE = "done"
 
 
@@ -139,13 +141,46 @@ def check_image(image, path="image"):
         raise InputError(path, f"has dtype {dtype}", "convert it to an integer or floating-point grey image")
 
 
-def _forward(model, batch, amp=False):
-    """Foreground probability (soft-max class 1) of a batch: (B, s, s) float32 -> (B, o, o) float32."""
+#: The 8 symmetries of the square as (quarter turns, mirrored) for test-time augmentation.
+DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))
+
+
+def _forward(model, batch, amp=False, tta=False):
+    """Soft-max class probabilities of a batch: (B, s, s) float32 -> (B, classes, o, o) float32.
+
+    With ``tta`` the mean over the 8 flips and quarter turns of the input,
+    each output turned back (not in the paper; exact under overlap-tile, as
+    every turn of a valid tile is a valid tile).
+    """
     device = next(model.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(batch))[:, None].to(device)  # (B, 1, s, s)
+    total = None
     with torch.inference_mode(), autocast(device, amp):
-        logits = model(torch.from_numpy(batch)[:, None].to(device))  # (B, classes, o, o)
-        prob = torch.softmax(logits.float(), dim=1)[:, 1]
-    return prob.cpu().numpy()
+        for k, flip in DIHEDRAL if tta else DIHEDRAL[:1]:
+            t = torch.rot90(x.flip(-1) if flip else x, k, dims=(-2, -1))
+            prob = torch.rot90(torch.softmax(model(t).float(), dim=1), -k, dims=(-2, -1))
+            prob = prob.flip(-1) if flip else prob
+            total = prob if total is None else total + prob
+    return (total / (len(DIHEDRAL) if tta else 1)).cpu().numpy()
+
+
+def class_maps(prob):
+    """Probability maps the instance step uses, from the soft-max of a two- or three-class model.
+
+    Parameters
+    ----------
+    prob : numpy.ndarray of float32, shape (B, C, h, w)
+        C = 2 (background, cell) or 3 (background, cell interior, cell border).
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (B, K, h, w)
+        K = 1: the foreground probability; K = 2: the foreground (interior +
+        border) and the interior probability, the watershed's seed map.
+    """
+    if prob.shape[1] == 2:
+        return prob[:, 1:2]
+    return np.stack([prob[:, 1] + prob[:, 2], prob[:, 1]], axis=1)
 
 
 def _smallest_output(model, n):
@@ -156,7 +191,44 @@ def _smallest_output(model, n):
     return o
 
 
-def predict_image(model, image):
+def forward_plane(model, plane, tta=False):
+    """Whole-plane maps of a normalised 2D plane: one forward pass over its mirror-padded extent.
+
+    Parameters
+    ----------
+    model : tileunet.model.UNet
+        In eval mode.
+    plane : numpy.ndarray of float32, shape (Y, X)
+        Already normalised (as the arrays of ``results/data``).
+    tta : bool
+        Average over the 8 flips and quarter turns (:func:`_forward`).
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (K, Y, X)
+        See :func:`class_maps`.
+
+    Notes
+    -----
+    Padded by ``numpy.pad(mode="symmetric")``: the model margin before, the
+    margin plus what reaches a valid size after (paper section 2, figure 2).
+    """
+    m = model.margin
+    size = [model.input_size(_smallest_output(model, n)) for n in plane.shape]
+    padded = np.pad(plane, [(m, s - n - m) for s, n in zip(size, plane.shape)], mode="symmetric")
+    return class_maps(_forward(model, padded[None], tta=tta))[0, :, :plane.shape[0], :plane.shape[1]]
+
+
+def predict_maps(model, image, tta=False):
+    """:func:`forward_plane` of a raw 2D image, normalised as in training: (K, Y, X) float32."""
+    image = np.asarray(image)
+    check_image(image)
+    if image.ndim != 2:
+        raise ValueError(f"predict_image takes one 2D plane, got shape {image.shape}")
+    return forward_plane(model, apply_range(image, *intensity_range(image, *normalization_params(model))), tta)
+
+
+def predict_image(model, image, tta=False):
     """Whole-image reference: one forward pass over the mirror-padded 2D image.
 
     Parameters
@@ -165,27 +237,21 @@ def predict_image(model, image):
         In eval mode; ``model.normalization`` gives the percentiles.
     image : array-like, shape (Y, X)
         Raw intensities.
+    tta : bool
+        Average over the 8 flips and quarter turns.
 
     Returns
     -------
     numpy.ndarray of float32, shape (Y, X)
-        Foreground probability (soft-max of class 1).
+        Foreground probability (soft-max of class 1; of classes interior and
+        border for a border-class model).
 
     Notes
     -----
-    Normalised per plane as in training (:mod:`tileunet.normalize`), padded by
-    ``numpy.pad(mode="symmetric")``: the model margin before, the margin plus
-    what reaches a valid size after (paper section 2, figure 2).
+    Normalised per plane as in training (:mod:`tileunet.normalize`), then
+    :func:`forward_plane`.
     """
-    image = np.asarray(image)
-    check_image(image)
-    if image.ndim != 2:
-        raise ValueError(f"predict_image takes one 2D plane, got shape {image.shape}")
-    x = apply_range(image, *intensity_range(image, *normalization_params(model)))
-    m = model.margin
-    size = [model.input_size(_smallest_output(model, n)) for n in image.shape]
-    padded = np.pad(x, [(m, s - n - m) for s, n in zip(size, image.shape)], mode="symmetric")
-    return _forward(model, padded[None])[0, :image.shape[0], :image.shape[1]]
+    return predict_maps(model, image, tta)[0]
 
 
 def grid_of(shape, chunk):
@@ -210,20 +276,53 @@ def input_window(image, plane, cy, cx, tiling):
                        tiling.window, tiling.window)
 
 
-def predict_tiles(model, image, plane, origins, tiling, lo, hi, amp=False):
-    """float32 probability of chunks ``origins`` = [(cy, cx), ...] of one plane, one forward pass.
+def predict_tiles(model, image, plane, origins, tiling, lo, hi, amp=False, tta=False):
+    """Maps of chunks ``origins`` = [(cy, cx), ...] of one plane, one forward pass.
 
     Returns
     -------
-    list of numpy.ndarray, each the chunk's (h, w), clipped at the slide edge
+    list of numpy.ndarray of float32, each the chunk's (K, h, w), clipped at the slide edge
+        K maps as :func:`class_maps`.
     """
     batch = np.stack([apply_range(input_window(image, plane, cy, cx, tiling), lo, hi) for cy, cx in origins])
-    prob = _forward(model, batch, amp)
+    maps = class_maps(_forward(model, batch, amp, tta))
     c, k = tiling.chunk, tiling.crop
     out = []
-    for (cy, cx), tile in zip(origins, prob):
+    for (cy, cx), tile in zip(origins, maps):
         h, w = min(c, image.shape[-2] - cy * c), min(c, image.shape[-1] - cx * c)
-        out.append(tile[k:k + h, k:k + w])
+        out.append(tile[:, k:k + h, k:k + w])
+    return out
+
+
+def plane_maps(model, plane, tile, batch_size=4, tta=False):
+    """Maps of one normalised 2D plane, tile by tile (equal to :func:`forward_plane`, in bounded memory).
+
+    Parameters
+    ----------
+    model : tileunet.model.UNet
+        In eval mode.
+    plane : numpy.ndarray of float32, shape (Y, X)
+        Already normalised (as the arrays of ``results/data``).
+    tile : int
+        Output tile edge (see :func:`plan_tiling`).
+    batch_size : int
+        Tiles per forward pass.
+    tta : bool
+        Average over the 8 flips and quarter turns.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (K, Y, X)
+        See :func:`class_maps`.
+    """
+    t = plan_tiling(model, tile)
+    _, ny, nx = grid_of(plane.shape, t.chunk)
+    origins = [(cy, cx) for cy in range(ny) for cx in range(nx)]
+    out = np.zeros((model.config.n_classes - 1,) + plane.shape, np.float32)
+    for i in range(0, len(origins), batch_size):
+        batch = origins[i:i + batch_size]
+        for (cy, cx), maps in zip(batch, predict_tiles(model, plane, None, batch, t, 0.0, 1.0, tta=tta)):
+            out[(slice(None), *chunk_slices(plane.shape, t.chunk, 0, cy, cx))] = maps
     return out
 
 
@@ -265,7 +364,7 @@ def probability(model, image, tile, batch_size=4, amp=False, ranges=None):
         (y0, _), (x0, x1) = loc[-2:]
         origins = [(y0 // c, cx) for cx in range(x0 // c, math.ceil(x1 / c))]
         tiles = predict_tiles(model, image, p, origins, t, *ranges[p], amp)
-        return np.concatenate(tiles, axis=1).reshape(block_info[None]["chunk-shape"])
+        return np.concatenate([tile[0] for tile in tiles], axis=1).reshape(block_info[None]["chunk-shape"])
 
     chunks = (1,) * (image.ndim - 2) + (c, batch_size * c)
     chunks = da.core.normalize_chunks(chunks, image.shape)
@@ -291,7 +390,8 @@ def _read_meta(work):
         return None
 
 
-def prepare(model, image, work, tile, probability_dtype="float16", pyramid_levels=3, leading_axis="t", source=""):
+def prepare(model, image, work, tile, probability_dtype="float16", pyramid_levels=3, leading_axis="t", source="",
+            tta=False):
     """Create the work store for ``image``, or keep the one a killed run left if it matches.
 
     Parameters
@@ -300,7 +400,7 @@ def prepare(model, image, work, tile, probability_dtype="float16", pyramid_level
     image : array-like, (Y, X) or (N, Y, X)
     work : str or Path
         Work folder: holds the store (``prediction.ome.zarr``) and the done markers.
-    tile, probability_dtype, pyramid_levels, leading_axis
+    tile, probability_dtype, pyramid_levels, leading_axis, tta
         See :func:`predict_to_ome_zarr`.
     source : str
         Identifies the slide (path, size, mtime): a work folder made for another is discarded.
@@ -314,7 +414,8 @@ def prepare(model, image, work, tile, probability_dtype="float16", pyramid_level
     t = plan_tiling(model, tile)
     key = {"tileunet_version": __version__, "model": model_digest(model), "source": str(source),
            "shape": list(image.shape), "dtype": str(np.dtype(image.dtype)), "tiling": dataclasses.asdict(t),
-           "probability_dtype": probability_dtype, "pyramid_levels": pyramid_levels, "leading_axis": leading_axis}
+           "probability_dtype": probability_dtype, "pyramid_levels": pyramid_levels, "leading_axis": leading_axis,
+           "tta": bool(tta)}
     work = Path(work)
     meta = _read_meta(work)
     if meta is not None and meta.get("key") == key:
@@ -327,6 +428,11 @@ def prepare(model, image, work, tile, probability_dtype="float16", pyramid_level
     tmp = work.with_name(f".{work.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     ome.create_prediction(tmp / STORE, image.shape, t.chunk, probability_dtype, pyramid_levels, leading_axis, meta)
+    scratch = zarr.open_group(tmp / SCRATCH, mode="w-", zarr_format=3)
+    chunks = (1,) * (image.ndim - 2) + (t.chunk, t.chunk)
+    if model.config.n_classes == 3:
+        scratch.create_array("seeds", shape=image.shape, dtype=probability_dtype, chunks=chunks, fill_value=0)
+    scratch.create_array("anchored", shape=image.shape, dtype="int64", chunks=chunks, fill_value=0)
     (tmp / DONE).mkdir()
     os.replace(tmp, work)  # a store half-created by a crash is never taken for a resumable one
     return meta
@@ -381,10 +487,14 @@ def _run_batch(model, image, work, p, origins, amp):
     image = _open(image) if isinstance(image, str) else image
     store = zarr.open_group(Path(work) / STORE, mode="r+")
     meta = store.attrs["tileunet"]
-    t = Tiling(**meta["key"]["tiling"])
-    arr, dtype = store["0"], meta["key"]["probability_dtype"]
-    for (cy, cx), tile in zip(origins, predict_tiles(model, image, p, origins, t, *meta["ranges"][p], amp)):
-        arr[chunk_slices(arr.shape, t.chunk, p, cy, cx)] = ome.encode_probability(tile, dtype)
+    key = meta["key"]
+    t = Tiling(**key["tiling"])
+    arrays = [store["0"]] + ([zarr.open_array(Path(work) / SCRATCH / "seeds", mode="r+")]
+                             if model.config.n_classes == 3 else [])
+    tiles = predict_tiles(model, image, p, origins, t, *meta["ranges"][p], amp, key.get("tta", False))
+    for (cy, cx), maps in zip(origins, tiles):
+        for arr, m in zip(arrays, maps):
+            arr[chunk_slices(arr.shape, t.chunk, p, cy, cx)] = ome.encode_probability(m, key["probability_dtype"])
         (Path(work) / DONE / _marker(p, cy, cx)).touch()  # after the write: a marked chunk is complete
     return len(origins)
 
@@ -461,12 +571,23 @@ def predict_rows(model, image, work, rows=None, batch_size=4, amp=False, workers
     return pending
 
 
-def finalise(work, threshold=0.5, min_size=0, progress=True):
+def finalise(work, pp, halo=0, workers=1, progress=True):
     """Instance labels, both pyramids and completion metadata of a fully predicted work store.
 
-    Labels are the 4-connected components of ``probability > threshold`` as
-    stored (so the store agrees with itself), one id per cell across chunk
-    borders, instances under ``min_size`` px removed.  Idempotent.
+    Labels come from the probability as stored (so the store agrees with
+    itself), by ``pp``'s method (:mod:`tileunet.postprocess`), one id per cell
+    across chunk borders.  Idempotent.
+
+    Parameters
+    ----------
+    work : str or Path
+    pp : tileunet.postprocess.PostProcessing
+    halo : int
+        Context (px) around each chunk for the watershed (the largest
+        touching group of cells expected); unused by components.
+    workers : int
+        Local dask threads.
+    progress : bool
 
     Returns
     -------
@@ -481,21 +602,18 @@ def finalise(work, threshold=0.5, min_size=0, progress=True):
     missing = math.prod(grid) - len(_done(work))
     if missing:
         raise ValueError(f"{work}: {missing} chunks are not predicted yet. Fix: run predict_rows over every band first")
-    prob, labels = root["0"], root[f"{ome.LABELS}/0"]
-    bar = _progress_bar(2 * math.prod(grid), 0, "labels", progress)
-
-    def read_mask(p, cy, cx):
-        bar.update()
-        return ome.decode_probability(prob[chunk_slices(shape, chunk, p, cy, cx)]) > threshold
-
-    def write(p, cy, cx, lab):
-        labels[chunk_slices(shape, chunk, p, cy, cx)] = lab
-
-    with bar:
-        n_inst = instances.label_chunked(read_mask, write, grid, min_size)
+    scratch = zarr.open_group(work / SCRATCH, mode="r+")
+    seeds = scratch["seeds"] if "seeds" in scratch else None
+    with _progress_bar(2 * math.prod(grid), 0, "labels", progress) as bar:
+        n_inst, beyond = postprocess.label_chunked(root["0"], seeds, scratch["anchored"], root[f"{ome.LABELS}/0"],
+                                                   chunk, halo, pp, ome.decode_probability, workers, bar.update)
+    if beyond:
+        log.warning("%d instances reach beyond the %d px halo of their chunk, so their labels may depend on the "
+                    "chunking. Fix: raise predict.max_object_size above their extent", beyond, halo)
     ome.write_pyramid(root, ome.downsample_probability)
     ome.write_pyramid(root[ome.LABELS], ome.downsample_labels)
-    root.attrs["tileunet"] = {**meta, "threshold": threshold, "min_size": min_size, "instances": n_inst}
+    root.attrs["tileunet"] = {**meta, "postprocessing": pp.as_dict(), "halo": halo, "instances": n_inst,
+                              "instances_beyond_halo": beyond}
     return n_inst
 
 
@@ -515,7 +633,7 @@ def publish(work, output):
     return output
 
 
-def predict_to_ome_zarr(model, image, output, work, tile, batch_size=4, threshold=0.5, min_size=0,
+def predict_to_ome_zarr(model, image, output, work, tile, pp, batch_size=4, halo=0, tta=False,
                         probability_dtype="float16", pyramid_levels=3, leading_axis="t", amp=False, workers=1,
                         scheduler_address="", source="", progress=True):
     """Segment a slide or stack into ``output`` (OME-Zarr), resumably; memory bounded by a few chunks.
@@ -532,12 +650,14 @@ def predict_to_ome_zarr(model, image, output, work, tile, batch_size=4, threshol
         Work folder; a run killed half way resumes from it.
     tile : int
         Network output tile edge (px), see :func:`plan_tiling`.
+    pp : tileunet.postprocess.PostProcessing
+        How instances are extracted from the probability.
     batch_size : int
         Chunks per forward pass.
-    threshold : float
-        Foreground probability above which a pixel belongs to a cell.
-    min_size : int
-        Instances smaller than this (px) are removed.
+    halo : int
+        Context (px) of the chunked watershed (:func:`finalise`).
+    tta : bool
+        Test-time augmentation: mean over the 8 flips and quarter turns.
     probability_dtype : {"float16", "uint8"}
     pyramid_levels : int
     leading_axis : {"t", "z"}
@@ -559,8 +679,8 @@ def predict_to_ome_zarr(model, image, output, work, tile, batch_size=4, threshol
     """
     model_obj = _load(str(model[0]), model[1]) if isinstance(model, tuple) else model
     image_obj = _open(image) if isinstance(image, str) else image
-    prepare(model_obj, image_obj, work, tile, probability_dtype, pyramid_levels, leading_axis, source)
+    prepare(model_obj, image_obj, work, tile, probability_dtype, pyramid_levels, leading_axis, source, tta)
     predict_rows(model, image, work, None, batch_size, amp, workers, scheduler_address, progress)
-    n_inst = finalise(work, threshold, min_size, progress)
+    n_inst = finalise(work, pp, halo, workers, progress)
     publish(work, output)
     return n_inst

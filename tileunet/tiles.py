@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import zarr
 
+from . import targets
 from .errors import InputError
 
 MIRROR_MODE = "symmetric"
@@ -153,7 +154,7 @@ def augmented_planes(path):
 
 
 class TileReader:
-    """Reads (image, foreground, weights) windows of planes, opening each store once per process.
+    """Reads (image, target, weights) windows of planes, opening each store once per process.
 
     Parameters
     ----------
@@ -162,10 +163,16 @@ class TileReader:
         Output tile edge (px).
     margin : int
         Context per side (px) the network consumes; the input edge is ``out + 2 * margin``.
+    target : {"foreground", "border"}
+        Classes of the target (:mod:`tileunet.targets`).
+    border_width : int
+        Width (px) of the border class.
     """
 
-    def __init__(self, planes, out, margin):
+    def __init__(self, planes, out, margin, target="foreground", border_width=2):
         self.planes, self.out, self.margin = list(planes), int(out), int(margin)
+        self.target, self.border_width = target, int(border_width)
+        self._context = targets.context(target, border_width)
         self._groups = {}
 
     def __getstate__(self):
@@ -184,16 +191,16 @@ class TileReader:
         -------
         image : float32 (1, out + 2 margin, out + 2 margin)
         target : int64 (out, out)
-            1 where labels > 0 (foreground), else 0.
+            Class per pixel (:func:`tileunet.targets.classes`).
         weights : float32 (out, out)
             The weight map, 0 outside the plane.
         """
         plane = self.planes[plane_id]
-        group, m, out = self._group(plane.store), self.margin, self.out
+        group, m, out, c = self._group(plane.store), self.margin, self.out, self._context
         image = read_window(group["image"], plane.index, y - m, x - m, out + 2 * m, out + 2 * m)
-        labels = read_window(group["labels"], plane.index, y, x, out, out)
+        labels = read_window(group["labels"], plane.index, y - c, x - c, out + 2 * c, out + 2 * c)
         weights = read_window(group["weights"], plane.index, y, x, out, out) * inside_mask(y, x, out, out, plane.shape)
-        return (image.astype(np.float32, copy=False)[None], (labels > 0).astype(np.int64),
+        return (image.astype(np.float32, copy=False)[None], targets.classes(labels, self.target, self.border_width),
                 weights.astype(np.float32, copy=False))
 
 
@@ -282,7 +289,7 @@ def grid_specs(planes, out):
     return specs
 
 
-def validation_tiles(stores, out, margin, n_tiles):
+def validation_tiles(stores, out, margin, n_tiles, target="foreground", border_width=2):
     """Fixed validation tiles: ``n_tiles`` evenly spread over the grid covering every plane.
 
     Parameters
@@ -293,6 +300,8 @@ def validation_tiles(stores, out, margin, n_tiles):
         Output tile edge and model margin (px).
     n_tiles : int
         At most this many tiles (fewer when the grid is smaller).
+    target, border_width
+        As :class:`TileReader`.
 
     Returns
     -------
@@ -305,6 +314,16 @@ def validation_tiles(stores, out, margin, n_tiles):
         return None
     specs = grid_specs(planes, out)
     keep = np.unique(np.linspace(0, len(specs) - 1, min(n_tiles, len(specs))).round().astype(int))
-    reader = TileReader(planes, out, margin)
+    reader = TileReader(planes, out, margin, target, border_width)
     tiles = [reader.read(*specs[k]) for k in keep]
     return tuple(torch.from_numpy(np.stack(a)) for a in zip(*tiles))
+
+
+def validation_planes(stores):
+    """Every whole validation plane: list of (normalised image float32 (Y, X), labels int32 (Y, X))."""
+    out = []
+    for plane in (p for s in stores for p in planes_of(s)):
+        group = zarr.open_group(plane.store, mode="r")
+        index = () if plane.index is None else (plane.index,)
+        out.append((np.asarray(group["image"][index], np.float32), np.asarray(group["labels"][index])))
+    return out

@@ -28,22 +28,25 @@ import torch.nn.functional as F
 import zarr
 from tqdm.auto import tqdm
 
+from .config import with_defaults
 from .device import autocast, configure, flushed_denormals, select_device
 from .io import atomic_path
 from .model import UNet, check_input_size
-from .tiles import IterationBatches, RandomTiles, TileReader, augmented_planes, sample_groups, validation_tiles
+from . import targets
+from .tiles import (IterationBatches, RandomTiles, TileReader, augmented_planes, sample_groups,
+                    validation_planes, validation_tiles)
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "last.pt"
-METRIC_COLUMNS = ("iteration", "loss", "val_loss", "val_iou", "lr", "tiles_per_s")
+METRIC_COLUMNS = ("iteration", "loss", "val_loss", "val_iou", "val_f1", "lr", "tiles_per_s")
 ROW_EVERY = 25
 """Iterations per metrics row at most (rows also fall on validations, checkpoints and the end)."""
 
 # Keys that change the trajectory of the weights; the others (how often to
 # validate or save, where and how fast to run) may change between a run and its resume.
 _RESUME_IGNORES = ("device", "val_interval", "val_tiles", "checkpoint_interval", "compile", "workers",
-                   "channels_last", "iterations")
+                   "channels_last", "iterations", "select", "tune")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,15 +74,20 @@ class TrainConfig:
     compile: bool = False
     workers: int = 2
     foreground_p: float = 0.0
+    target: str = "foreground"
+    border_width: int = 2
+    ema: float = 0.0
+    select: str = "f1"
+    tune: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, values):
-        """Build from a config dict; unknown keys are refused."""
+        """Build from a config dict, missing keys taking the schema's defaults; unknown keys are refused."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown train config keys {unknown}. Fix: use only {sorted(known)}")
-        return cls(**values)
+        return cls(**with_defaults("train", values))
 
 
 class NonFiniteLossError(RuntimeError):
@@ -174,7 +182,7 @@ def evaluate(model, val, batch_size, device, amp=False, normalization="weighted_
     -------
     (float, float)
         Loss normalised over all tiles as in training, and the IoU of
-        predicted (argmax == 1) against true foreground.
+        predicted (argmax not background) against true foreground.
     """
     was_training = model.training
     model.eval()
@@ -189,7 +197,7 @@ def evaluate(model, val, batch_size, device, amp=False, normalization="weighted_
         w_sum += w.sum().item()
         count += w.numel()
         inside = w > 0
-        pred, true = (logits.argmax(1) == 1) & inside, (y == 1) & inside
+        pred, true = (logits.argmax(1) > 0) & inside, (y > 0) & inside
         inter += (pred & true).sum().item()
         union += (pred | true).sum().item()
     model.train(was_training)
@@ -296,7 +304,7 @@ def _memory_advice(model, cfg, device):
 
 
 class _Run:
-    """State of one fit() call: the model, the optimiser and the metrics rows."""
+    """State of one fit() call: the model, its moving average, the optimiser, the best validation and the rows."""
 
     def __init__(self, model, cfg, device, checkpoint_dir, fingerprint_):
         self.model, self.cfg, self.device = model, cfg, device
@@ -304,8 +312,16 @@ class _Run:
         self.fingerprint = fingerprint_
         self.optimizer = make_optimizer(model, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.ema = make_ema(model, cfg.ema)
         self.iteration, self.saved, self.history = 0, None, []
+        self.best = None  # {"iteration", "score", "postprocessing", "state"} of the best validation
+        self.pending = []  # losses since the last metrics row
         self.lr = cfg.lr  # learning rate of the latest step
+
+    @property
+    def evaluated(self):
+        """The network validated and delivered: the moving average if there is one."""
+        return self.model if self.ema is None else self.ema.module
 
     def resume(self):
         ckpt = load_checkpoint(self.path)
@@ -318,8 +334,11 @@ class _Run:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["ema"])
         self.iteration = self.saved = ckpt["iteration"]
-        self.history = list(ckpt["history"])
+        self.history, self.best = list(ckpt["history"]), ckpt.get("best")
+        self.pending = [torch.tensor(v, device=self.device) for v in ckpt.get("pending", [])]
         set_rng_state(ckpt["rng"])
         log.info("resumed from %s at iteration %d", self.path, self.iteration)
 
@@ -332,11 +351,14 @@ class _Run:
         save_checkpoint(self.path, {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "iteration": self.iteration, "rng": rng_state(),
-            "history": self.history, "fingerprint": self.fingerprint})
+            "history": self.history, "fingerprint": self.fingerprint, "best": self.best,
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            # the losses of a row in progress, so that a resumed run logs the row an uninterrupted one does
+            "pending": [float(v) for v in self.pending]})
         self.saved = self.iteration
 
     def step(self, forward, x, y, w):
-        """One optimiser step; returns the loss as a device tensor (no host sync)."""
+        """One optimiser step; queues the loss as a device tensor (no host sync)."""
         cfg = self.cfg
         with autocast(self.device, cfg.amp):
             logits = forward(x)  # (N, K, H', W')
@@ -348,16 +370,29 @@ class _Run:
         self.lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
-        return loss.detach()
+        if self.ema is not None:
+            self.ema.schedule.step = self.iteration
+            self.ema.update_parameters(self.model)
+        self.pending.append(loss.detach())
+
+    def consider(self, iteration, score, postprocessing):
+        """Keep the evaluated weights if their validation ``score`` (F1, IoU) is the best so far (ties: later).
+
+        With ``select: last`` every validation replaces the kept one.
+        """
+        if self.best is None or self.cfg.select == "last" or tuple(score) >= tuple(self.best["score"]):
+            state = {k: v.detach().cpu().clone() for k, v in self.evaluated.state_dict().items()}
+            self.best = {"iteration": iteration, "score": list(score), "postprocessing": postprocessing,
+                         "state": state}
 
     def _kept(self):
         if self.saved is None:
             return "no checkpoint had been written yet"
         return f"the last good checkpoint (iteration {self.saved}) is kept in {self.path}"
 
-    def check_losses(self, losses):
-        """Mean of the pending losses; raises NonFiniteLossError naming the first bad iteration."""
-        values = torch.stack(losses).float().cpu().numpy()
+    def check_losses(self):
+        """Mean of the pending losses (then cleared); raises NonFiniteLossError naming the first bad iteration."""
+        values = torch.stack(self.pending).float().cpu().numpy()
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             first = self.iteration - len(values) + 1 + int(bad[0])
@@ -365,11 +400,93 @@ class _Run:
                 f"loss is {values[bad[0]]} at iteration {first}; training stopped and {self._kept()}. "
                 "Fix: lower train.lr, "
                 "set train.grad_clip (e.g. 1.0), or check the training data for NaN/inf (image and weights)")
+        self.pending = []
         return float(values.mean())
 
 
+class _EmaDecay:
+    """The moving average's decay at the current step: ``min(decay, (1 + t) / (10 + t))``.
+
+    The warm-up (as TensorFlow's ``ExponentialMovingAverage`` with
+    ``num_updates``) keeps a short run from averaging in its untrained
+    start.  The step is set from the host, so updates need no device sync.
+    """
+
+    def __init__(self, decay):
+        self.decay, self.step = float(decay), 0
+
+    def __call__(self, averaged, current, num_averaged):
+        weight = 1.0 - min(self.decay, (1 + self.step) / (10 + self.step))
+        for a, c in zip(averaged, current):
+            a.lerp_(c, weight)
+
+
+def make_ema(model, decay):
+    """Exponential moving average of the weights (and buffers), or None for ``decay`` 0.
+
+    Not in the paper.  Averaging the last few hundred steps of a small data
+    set's noisy trajectory makes the delivered network, and its validation
+    score, far less dependent on the step where training happens to stop
+    (Polyak & Juditsky 1992; the weight EMA of timm and nnU-Net's successors).
+    Returns a :class:`torch.optim.swa_utils.AveragedModel` whose ``avg`` is
+    the :class:`_EmaDecay` to step.
+    """
+    if not 0 <= decay < 1:
+        raise ValueError(f"train.ema must be in [0, 1), got {decay}")
+    if decay == 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel
+    schedule = _EmaDecay(decay)
+    ema = AveragedModel(model, multi_avg_fn=schedule, use_buffers=True)
+    ema.schedule = schedule
+    ema.module.eval()  # never trained itself: drop-out off whenever it is used
+    return ema
+
+
+def validate_instances(model, planes, tile, cfg, batch_size=4):
+    """Instance F1 of ``model`` on whole validation planes, with the post-processing tuned on them.
+
+    Parameters
+    ----------
+    model : UNet
+    planes : list of (image, labels)
+        Normalised (Y, X) planes and their instance labels (:func:`tileunet.tiles.validation_planes`).
+    tile : int
+        Output tile edge for the tiled forward pass.
+    cfg : TrainConfig
+        ``tune`` is the grid of :func:`tileunet.postprocess.tune`.
+
+    Returns
+    -------
+    (dict, (float, float))
+        :func:`tileunet.postprocess.tune`'s result and the chosen method's (F1, IoU).
+    """
+    from .postprocess import tune
+    from .predict import plane_maps
+
+    was_training = model.training
+    model.eval()
+    maps = [plane_maps(model, image, tile, batch_size) for image, _ in planes]
+    model.train(was_training)
+    tuned = tune([(m[0], m[1] if len(m) > 1 else None, labels) for m, (_, labels) in zip(maps, planes)], cfg.tune)
+    best = tuned[tuned["chosen"]]
+    return tuned, (best["val_f1"], best["val_iou"])
+
+
+def _validate(run, val, val_planes, tile, row, channels_last):
+    """Fill the validation columns of ``row`` and let the run keep its best weights."""
+    cfg, model = run.cfg, run.evaluated
+    if val is not None:
+        row["val_loss"], row["val_iou"] = evaluate(model, val, cfg.batch_size, run.device, cfg.amp,
+                                                   cfg.loss_normalization, channels_last)
+    if val_planes:
+        tuned, score = validate_instances(model, val_planes, tile, cfg, cfg.batch_size)
+        row["val_f1"] = score[0]
+        run.consider(row["iteration"], score, tuned)
+
+
 def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerprint_=None, on_step=None,
-        progress=True):
+        progress=True, val_planes=None):
     """Train ``model`` in place for ``cfg.iterations`` optimiser steps, resuming from ``checkpoint_dir``.
 
     Parameters
@@ -379,7 +496,7 @@ def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerp
     tiles : tileunet.tiles.RandomTiles
         Training tiles; tile ``t`` is used by iteration ``t // batch_size``.
     val : tuple of torch.Tensor or None
-        Fixed validation tiles (:func:`tileunet.tiles.validation_tiles`); None skips validation.
+        Fixed validation tiles (:func:`tileunet.tiles.validation_tiles`) for the loss and IoU; None skips them.
     cfg : TrainConfig
     checkpoint_dir : path
         Folder of the resumable checkpoint ``last.pt`` (created if missing).
@@ -392,11 +509,14 @@ def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerp
         Called after every optimiser step (tests use it to interrupt).
     progress : bool
         tqdm progress bar on stderr.
+    val_planes : list of (image, labels), optional
+        Whole validation planes for the instance F1 (:func:`validate_instances`).
 
     Returns
     -------
-    list of dict
-        Metrics rows with the keys of ``METRIC_COLUMNS`` (val_* None between validations).
+    (list of dict, UNet)
+        Metrics rows with the keys of ``METRIC_COLUMNS`` (val_* None between
+        validations), and the network to deliver (:func:`_deliver`).
 
     Raises
     ------
@@ -419,7 +539,7 @@ def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerp
         pin_memory=cuda, worker_init_fn=_worker_init if workers else None,
         generator=torch.Generator())  # its own generator: creating the iterator must not draw from the global RNG
     row_every = max(1, min(cfg.val_interval, cfg.checkpoint_interval, ROW_EVERY))
-    losses, tick = [], time.perf_counter()
+    tick = time.perf_counter()
     bar = tqdm(total=cfg.iterations, initial=run.iteration, disable=not progress, desc="train", mininterval=5.0)
     with _SignalFlag() as stop, bar:
         for x, y, w in loader:
@@ -428,7 +548,7 @@ def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerp
             x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
             y, w = y.to(device, non_blocking=True), w.to(device, non_blocking=True)
             try:
-                losses.append(run.step(forward, x, y, w))
+                run.step(forward, x, y, w)
             except RuntimeError as exc:
                 if _is_out_of_memory(exc):
                     raise RuntimeError(_memory_advice(model, cfg, device)) from exc
@@ -437,26 +557,25 @@ def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerp
                 on_step(run.iteration, model)
             bar.update()
             it = run.iteration
-            validate = val is not None and (it % cfg.val_interval == 0 or it == cfg.iterations)
-            save = it % cfg.checkpoint_interval == 0 or it == cfg.iterations or stop.signum
-            if not (validate or save or it % row_every == 0):
-                continue
-            row = {"iteration": it, "loss": run.check_losses(losses), "val_loss": None, "val_iou": None,
-                   "lr": run.lr,
-                   "tiles_per_s": len(losses) * cfg.batch_size / (time.perf_counter() - tick)}
-            if validate:
-                row["val_loss"], row["val_iou"] = evaluate(model, val, cfg.batch_size, device, cfg.amp,
-                                                           cfg.loss_normalization, channels_last)
-                bar.set_postfix(loss=f"{row['loss']:.4g}", val_iou=f"{row['val_iou']:.3f}", refresh=False)
-            run.history.append(row)
-            if save:
+            validate = it % cfg.val_interval == 0 or it == cfg.iterations
+            row_due = validate or it % cfg.checkpoint_interval == 0 or it == cfg.iterations or it % row_every == 0
+            if row_due:
+                n = len(run.pending)
+                row = {"iteration": it, "loss": run.check_losses(), "val_loss": None, "val_iou": None,
+                       "val_f1": None, "lr": run.lr, "tiles_per_s": n * cfg.batch_size / (time.perf_counter() - tick)}
+                if validate:
+                    _validate(run, val, val_planes, tiles.reader.out, row, channels_last)
+                    bar.set_postfix(loss=f"{row['loss']:.4g}", val_f1=f"{row['val_f1'] or float('nan'):.3f}",
+                                    refresh=False)
+                run.history.append(row)
+                tick = time.perf_counter()
+            if it % cfg.checkpoint_interval == 0 or it == cfg.iterations or stop.signum:
                 run.save()
             if stop.signum:
                 raise Interrupted(stop.signum, it, run.path)
-            losses, tick = [], time.perf_counter()
     if run.saved != run.iteration:  # resumed at or past the end: make the final state durable too
         run.save()
-    return run.history
+    return run.history, _deliver(run)
 
 
 def train(augmented, val_stores, model_config, train_config, checkpoint_dir, seed=0, threads=None, progress=True,
@@ -491,7 +610,10 @@ def train(augmented, val_stores, model_config, train_config, checkpoint_dir, see
     Returns
     -------
     (UNet, list of dict)
-        The trained model (on its device) and the metrics rows.
+        The delivered network (on its device, in eval mode; see
+        :func:`_deliver`), with ``postprocessing`` (the post-processing
+        chosen on the validation planes, or None) and ``selected_iteration``
+        attributes, and the metrics rows.
     """
     with flushed_denormals():
         return _train(augmented, val_stores, model_config, train_config, checkpoint_dir, seed, threads, progress,
@@ -504,27 +626,51 @@ def _train(augmented, val_stores, model_config, train_config, checkpoint_dir, se
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
-    model = UNet(**model_config)
-    if model.config.n_classes != 2 or model.config.in_channels != 1:
-        raise ValueError("training targets are background/foreground (labels > 0) of single-channel images. "
-                         "Fix: set model.n_classes: 2 and model.in_channels: 1")
+    if "n_classes" in model_config:
+        raise ValueError("model.n_classes follows train.target (foreground: 2, border: 3). "
+                         "Fix: remove n_classes from the model config and set train.target")
+    model = UNet(**model_config, n_classes=targets.n_classes(cfg.target))
+    if model.config.in_channels != 1:
+        raise ValueError("training takes single-channel images. Fix: set model.in_channels: 1")
     try:
         out = check_input_size(cfg.tile_size, model.config.depth, model.config.padding)
     except ValueError as exc:
         raise ValueError(f"train.tile_size: {exc}. Fix: set train.tile_size to one of them") from exc
-    reader = TileReader(augmented_planes(augmented), out, model.margin)
-    val = validation_tiles(val_stores, out, model.margin, cfg.val_tiles)
+    reader = TileReader(augmented_planes(augmented), out, model.margin, cfg.target, cfg.border_width)
+    val = validation_tiles(val_stores, out, model.margin, cfg.val_tiles, cfg.target, cfg.border_width)
+    val_planes = validation_planes(val_stores)
     if val is None:
-        log.warning("no validation samples: val_loss and val_iou stay empty")
+        log.warning("no validation samples: val_loss, val_iou and val_f1 stay empty, the last weights are kept "
+                    "and no post-processing is chosen (predict then needs it in the config)")
     workers = cfg.workers if threads is None else min(cfg.workers, max(int(threads) - 1, 0))
     if threads is not None and device.type == "cpu":
         torch.set_num_threads(max(1, int(threads) - workers))
     fp = fingerprint(dataclasses.asdict(model.config), cfg, seed, data_fingerprint(augmented))
-    log.info("training a depth-%d U-Net (%d -> %d px tiles, margin %d) on %s for %d iterations, %d workers",
-             model.config.depth, cfg.tile_size, out, model.margin, device, cfg.iterations, workers)
-    history = fit(model, RandomTiles(reader, seed, cfg.foreground_p), val, cfg, checkpoint_dir, device, workers, fp,
-                  on_step=on_step, progress=progress)
-    return model, history
+    log.info("training a depth-%d U-Net (%d -> %d px tiles, margin %d, %s target) on %s for %d iterations, "
+             "%d workers", model.config.depth, cfg.tile_size, out, model.margin, cfg.target, device, cfg.iterations,
+             workers)
+    history, delivered = fit(model, RandomTiles(reader, seed, cfg.foreground_p), val, cfg, checkpoint_dir, device,
+                             workers, fp, on_step=on_step, progress=progress, val_planes=val_planes)
+    return delivered, history
+
+
+def _deliver(run):
+    """The network training delivers, in eval mode, with ``postprocessing`` and ``selected_iteration`` set.
+
+    With ``train.select: f1`` the weights of the validation with the best
+    instance F1 (ties: IoU, then the later one), else those of the last
+    validation; without validation planes the last weights and no
+    post-processing.  With ``train.ema`` these are the moving average's.
+    """
+    model = run.evaluated
+    if run.best is None:
+        model.postprocessing, model.selected_iteration = None, run.iteration
+        return model.eval()
+    model.load_state_dict(run.best["state"])
+    model.postprocessing, model.selected_iteration = run.best["postprocessing"], run.best["iteration"]
+    log.info("delivering the weights of iteration %d (validation F1 %.3f, IoU %.3f)", run.best["iteration"],
+             *run.best["score"])
+    return model.eval()
 
 
 def write_metrics(path, history):

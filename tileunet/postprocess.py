@@ -1,0 +1,251 @@
+"""From probability to instances: the post-processing, and its choice on the validation images.
+
+Two methods: ``components``, the paper's 4-connected components of
+``foreground > threshold`` (section 2), and ``watershed``, the seeded
+watershed of :mod:`tileunet.watershed`, which separates touching cells.
+Their parameters are not fixed for one data set: as nnU-Net determines its
+post-processing on the validation folds (Isensee et al. 2021), :func:`tune`
+tries a grid of them on the validation images at the end of training and
+keeps the one with the best mean instance F1 (ties: the best foreground
+IoU).  The choice is stored in ``model.pt``; predict uses it unless the
+config sets a value (:func:`resolve`).
+"""
+
+import dataclasses
+import itertools
+import logging
+
+import numpy as np
+from scipy import ndimage
+
+from . import instances, metrics, watershed
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("components", "watershed")
+#: Parameters of each method; the rest of :class:`PostProcessing`'s fields are ignored by it.
+PARAMETERS = {"components": ("threshold", "min_size"),
+              "watershed": ("threshold", "seed_threshold", "seed_erosion", "min_seed_size", "min_size")}
+#: ``predict`` config key (and ``train.tune`` grid key) of each parameter.
+GRID_KEYS = {"threshold": "thresholds", "seed_threshold": "seed_thresholds", "seed_erosion": "seed_erosions",
+             "min_seed_size": "min_seed_sizes", "min_size": "min_sizes"}
+
+
+@dataclasses.dataclass(frozen=True)
+class PostProcessing:
+    """One instance extraction: the method and its parameters.
+
+    Attributes
+    ----------
+    instances : {"components", "watershed"}
+    threshold : float
+        Foreground probability above which a pixel belongs to a cell.
+    seed_threshold : float or None
+        Watershed markers: seed map above this (:func:`tileunet.watershed.markers`).
+    seed_erosion : int or None
+        Radius (px) the markers are eroded by.
+    min_seed_size : int or None
+        Markers with fewer pixels are dropped.
+    min_size : int
+        Instances with fewer pixels are removed.
+    """
+
+    instances: str
+    threshold: float
+    min_size: int
+    seed_threshold: float = None
+    seed_erosion: int = None
+    min_seed_size: int = None
+
+    def __post_init__(self):
+        if self.instances not in METHODS:
+            raise ValueError(f"instances must be one of {METHODS}, got {self.instances!r}")
+        missing = [k for k in PARAMETERS[self.instances] if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"{self.instances} post-processing needs {missing}")
+
+    def params(self):
+        """The parameters this method uses, as a dict (JSON-serialisable)."""
+        return {k: getattr(self, k) for k in PARAMETERS[self.instances]}
+
+    def as_dict(self):
+        return {"instances": self.instances, **self.params()}
+
+
+def extract(foreground, seed_map, pp):
+    """Instance labels of one 2D plane (the whole-image reference of the chunked step).
+
+    Parameters
+    ----------
+    foreground : numpy.ndarray of float, shape (Y, X)
+    seed_map : numpy.ndarray of float, shape (Y, X), or None
+        Interior probability of a border-class model; None for a two-class one.
+    pp : PostProcessing
+
+    Returns
+    -------
+    numpy.ndarray of int32, shape (Y, X)
+    """
+    if pp.instances == "components":
+        return drop_small(ndimage.label(np.asarray(foreground) > pp.threshold)[0], pp.min_size)
+    p = pp.params()
+    min_size = p.pop("min_size")
+    return watershed.watershed_plane(foreground, seed_map, **p, min_size=min_size)
+
+
+def candidates(method, grid):
+    """Every :class:`PostProcessing` of ``method`` on the ``train.tune`` grid, in grid order."""
+    keys = PARAMETERS[method]
+    for values in itertools.product(*(grid[GRID_KEYS[k]] for k in keys)):
+        yield PostProcessing(method, **dict(zip(keys, values)))
+
+
+def _crop(foreground, truth, lowest, margin):
+    """Box holding every pixel above the lowest threshold and every true cell, plus ``margin`` px."""
+    where = (np.asarray(foreground) > lowest) | (np.asarray(truth) > 0)
+    if not where.any():
+        return (slice(0, 1), slice(0, 1))
+    box = ndimage.find_objects(where.astype(np.int8))[0]
+    return tuple(slice(max(s.start - margin, 0), s.stop + margin) for s in box)
+
+
+def drop_small(labels, min_size):
+    """Instances with fewer than ``min_size`` px set to 0, the rest renumbered 1..K in their order."""
+    sizes = np.bincount(np.asarray(labels).ravel())
+    keep = sizes >= max(min_size, 1)
+    keep[0] = False
+    return (np.cumsum(keep) * keep).astype(np.int32)[labels]
+
+
+def _scores(planes, pp, min_sizes, iou_threshold):
+    """(F1, IoU) means over planes of ``pp`` for each min_size: array (len(min_sizes), 2)."""
+    out = np.zeros((len(min_sizes), 2))
+    for fg, seeds, truth in planes:
+        base = extract(fg, seeds, dataclasses.replace(pp, min_size=0))
+        for k, size in enumerate(min_sizes):
+            pred = drop_small(base, size) if size > 1 else base
+            out[k] += (metrics.match_instances(pred, truth, iou_threshold).f1, metrics.foreground_iou(pred, truth))
+    return out / len(planes)
+
+
+def tune(planes, grid, iou_threshold=0.5, methods=METHODS):
+    """The post-processing of each method with the best validation F1 (ties: IoU), and the overall best.
+
+    Parameters
+    ----------
+    planes : list of (foreground, seed_map or None, true_labels)
+        Validation planes, (Y, X) each; cropped to their cells here, which
+        leaves every score unchanged and makes the search fast.
+    grid : dict
+        The ``train.tune`` config: a list of values per parameter.
+    iou_threshold : float
+    methods : sequence of str
+
+    Returns
+    -------
+    dict
+        ``{"chosen": method, method: {"instances", parameters..., "val_f1", "val_iou"}, ...}``,
+        JSON-serialisable, as stored in ``model.pt``.  Of equal candidates
+        the first in grid order wins.
+    """
+    if not planes:
+        raise ValueError("post-processing is tuned on validation images, and there are none. "
+                         "Fix: give some samples split val in the sample table")
+    margin = 2 + max(grid["seed_erosions"])
+    crops = []
+    for fg, seeds, truth in planes:
+        box = _crop(fg, truth, min(grid["thresholds"]), margin)
+        crops.append((np.asarray(fg)[box], None if seeds is None else np.asarray(seeds)[box], np.asarray(truth)[box]))
+    sizes = list(grid["min_sizes"])
+    result, best = {}, None
+    for method in methods:
+        top, tried = None, 0
+        for pp in candidates(method, {**grid, "min_sizes": sizes[:1]}):
+            for size, (f1, iou) in zip(sizes, _scores(crops, pp, sizes, iou_threshold)):
+                tried += 1
+                if top is None or (f1, iou) > top[0]:
+                    top = ((float(f1), float(iou)), dataclasses.replace(pp, min_size=size))
+        (f1, iou), pp = top
+        result[method] = {**pp.as_dict(), "val_f1": f1, "val_iou": iou}
+        log.info("post-processing %s: %s (validation F1 %.3f, IoU %.3f; %d tried)", method, pp.params(), f1, iou,
+                 tried)
+        if best is None or (f1, iou) > best[0]:
+            best = ((f1, iou), method)
+    result["chosen"] = best[1]
+    return result
+
+
+def resolve(cfg, stored, source="model.pt"):
+    """The post-processing predict uses: the config's values where set, else those chosen on validation.
+
+    Parameters
+    ----------
+    cfg : dict
+        The ``predict`` config; ``instances`` and each parameter may be None.
+    stored : dict or None
+        :func:`tune`'s result from ``model.pt``.
+    source : str
+        Where ``stored`` came from, for the error message.
+
+    Returns
+    -------
+    PostProcessing
+
+    Raises
+    ------
+    InputError
+        If a parameter is neither set nor stored.
+    """
+    stored = stored or {}
+    method = cfg.get("instances") or stored.get("chosen")
+    if method is None:
+        raise InputError(source, "holds no post-processing chosen on validation images (it was written by "
+                         "an older tileunet, or trained without validation samples)",
+                         f"set predict.instances and its parameters in the config, or re-train "
+                         f"(snakemake --forcerun train_model)")
+    chosen = stored.get(method, {})
+    values = {k: cfg.get(k) if cfg.get(k) is not None else chosen.get(k) for k in PARAMETERS[method]}
+    missing = [k for k, v in values.items() if v is None]
+    if missing:
+        raise InputError(source, f"holds no {method} parameter {missing} chosen on validation images",
+                         f"set predict.{', predict.'.join(missing)} in the config, or re-train "
+                         f"(snakemake --forcerun train_model)")
+    return PostProcessing(method, **values)
+
+
+def label_chunked(foreground, seed_map, anchored, labels, chunk, halo, pp, decode=np.asarray, workers=1,
+                  progress=None):
+    """Chunked instance labels of a stored slide: ``pp``'s method, written chunk by chunk.
+
+    See :func:`tileunet.watershed.label_chunked` for the arguments; the
+    components method needs no halo, scratch array or seed map (it is exact
+    for objects of any size, :mod:`tileunet.instances`).
+
+    Returns
+    -------
+    (int, int)
+        Number of instances, and of instances reaching beyond the halo (0 for components).
+    """
+    if pp.instances == "components":
+        stack = foreground.ndim == 3
+        shape = foreground.shape
+        grid = (shape[0] if stack else 1, -(-shape[-2] // chunk), -(-shape[-1] // chunk))
+
+        def box(p, cy, cx):
+            b = (slice(cy * chunk, (cy + 1) * chunk), slice(cx * chunk, (cx + 1) * chunk))
+            return (p, *b) if stack else b
+
+        def read_mask(p, cy, cx):
+            if progress:
+                progress(1)
+            return decode(foreground[box(p, cy, cx)]) > pp.threshold
+
+        def write(p, cy, cx, lab):
+            labels[box(p, cy, cx)] = lab
+
+        return instances.label_chunked(read_mask, write, grid, pp.min_size), 0
+    p = pp.params()
+    min_size = p.pop("min_size")
+    return watershed.label_chunked(foreground, seed_map, anchored, labels, chunk, halo, p, min_size, decode,
+                                   workers, progress)
