@@ -6,7 +6,7 @@ import torch
 import zarr
 from scipy import ndimage
 
-from tileunet import predict
+from tileunet import ome, postprocess, predict
 from tileunet.errors import InputError
 from tileunet.model import UNet
 from tileunet.ome import read_prediction
@@ -281,3 +281,47 @@ def test_script_predicts_an_ome_tiff_stack_in_one_job_or_scattered(model, stack,
     one, three = zarr.open_group(tmp_path / "s.ome.zarr"), zarr.open_group(tmp_path / "s3.ome.zarr")
     for level in ("0", "1", "labels/cells/0", "labels/cells/1"):
         assert np.array_equal(one[level][...], three[level][...]), level
+
+
+# --- instances, classes and test-time augmentation ------------------------------------------------
+
+def test_test_time_augmentation_is_tiled_exactly_and_changes_the_result(model, stack, tmp_path):
+    ref = predict.predict_image(model, stack[0], tta=True)
+    plain = predict.predict_image(model, stack[0])
+    assert np.abs(ref - plain).max() > 1e-3  # the 8 turned copies do see something else
+    out, _ = run(model, stack, tmp_path, tta=True)
+    prob, _ = read_prediction(out)
+    np.testing.assert_allclose(prob[0], ref, atol=1e-3, rtol=0)
+    assert zarr.open_group(out, mode="r").attrs["tileunet"]["key"]["tta"] is True
+
+
+def test_watershed_store_equals_the_whole_plane_extraction_of_its_probability(model, stack, threshold, tmp_path):
+    pp = PostProcessing("watershed", threshold, 3, seed_threshold=min(0.99, threshold + 0.15), seed_erosion=1,
+                        min_seed_size=2)
+    out, n = run(model, stack, tmp_path, pp=pp, halo=64)
+    prob, labels = read_prediction(out)
+    ref = [postprocess.extract(p, None, pp) for p in prob]
+    assert np.array_equal(labels[0], ref[0])  # ids in anchor order, exactly
+    assert same_partition(labels[1], ref[1]) and n == ref[0].max() + ref[1].max() > 4
+    attrs = zarr.open_group(out, mode="r").attrs["tileunet"]
+    assert attrs["postprocessing"] == pp.as_dict() and attrs["halo"] == 64 and attrs["instances_beyond_halo"] == 0
+
+
+def test_border_class_model_seeds_the_watershed_with_its_interior(stack, tmp_path):
+    torch.manual_seed(0)
+    model = UNet(depth=3, base_channels=4, n_classes=3, dropout=0.0).eval()
+    model.normalization = {"method": "percentile", "low": 1.0, "high": 99.8}
+    maps = predict.predict_maps(model, stack[0])
+    assert maps.shape == (2,) + stack.shape[1:] and (maps[1] <= maps[0] + 1e-6).all()
+    pp = PostProcessing("watershed", float(np.median(maps[0])), 0, seed_threshold=float(np.median(maps[1])),
+                        seed_erosion=0, min_seed_size=1)
+    work = tmp_path / "w"
+    predict.prepare(model, stack, work, 28)
+    predict.predict_rows(model, stack, work, batch_size=2, progress=False)
+    seeds = ome.decode_probability(zarr.open_array(work / predict.SCRATCH / "seeds")[...])
+    np.testing.assert_allclose(seeds[0], maps[1], atol=1e-3, rtol=0)
+    predict.finalise(work, pp, halo=64, progress=False)
+    out = predict.publish(work, tmp_path / "b.ome.zarr")
+    prob, labels = read_prediction(out)
+    np.testing.assert_allclose(prob[0], maps[0], atol=1e-3, rtol=0)
+    assert np.array_equal(labels[0], postprocess.extract(prob[0], seeds[0], pp))

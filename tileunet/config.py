@@ -35,7 +35,7 @@ def defaults(section, schema=None):
     Examples
     --------
     >>> defaults("train")["tune"]["seed_erosions"]
-    [0, 1, 2, 3, 4]
+    [0, 1, 2, 4]
     """
     node = (schema or load_schema())["properties"][section]
 

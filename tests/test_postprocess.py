@@ -1,0 +1,103 @@
+"""Post-processing: the two methods, their choice on validation planes, and the config over model.pt."""
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from synthetic import touching_cells
+from test_instances import same_partition
+from test_watershed import probability_of
+from tileunet import metrics, postprocess
+from tileunet.errors import InputError
+from tileunet.postprocess import PostProcessing
+
+GRID = {"thresholds": [0.4, 0.6], "seed_thresholds": [0.8, 0.95], "seed_erosions": [0, 2], "min_seed_sizes": [3],
+        "min_sizes": [0, 40]}
+
+
+@pytest.fixture(scope="module")
+def planes():
+    out = []
+    for seed in (1, 2):
+        _, truth = touching_cells((80, 96), n_cells=8, radius=8, seed=seed)
+        out.append((probability_of(truth), None, truth))
+    return out
+
+
+def test_components_are_the_thresholded_connected_components():
+    p = np.random.default_rng(0).random((30, 40)).astype(np.float32)
+    labels = postprocess.extract(p, None, PostProcessing("components", 0.6, 0))
+    assert same_partition(labels, ndimage.label(p > 0.6)[0])
+    small = postprocess.extract(p, None, PostProcessing("components", 0.6, 3))
+    sizes = np.bincount(small.ravel())[1:]
+    assert sizes.min() >= 3 and small.max() == len(sizes)
+
+
+def test_a_method_without_its_parameters_is_refused():
+    with pytest.raises(ValueError, match=r"watershed post-processing needs \['seed_threshold'"):
+        PostProcessing("watershed", 0.5, 0)
+    with pytest.raises(ValueError, match="instances must be one of"):
+        PostProcessing("otsu", 0.5, 0)
+
+
+def test_tune_finds_the_best_candidate_of_the_grid(planes):
+    tuned = postprocess.tune(planes, GRID)
+    for method in postprocess.METHODS:
+        brute = []
+        for pp in postprocess.candidates(method, GRID):
+            rows = [metrics.evaluate_pair(postprocess.extract(fg, s, pp), t) for fg, s, t in planes]
+            brute.append((np.mean([r["f1"] for r in rows]), np.mean([r["iou"] for r in rows])))
+        assert (tuned[method]["val_f1"], tuned[method]["val_iou"]) == pytest.approx(max(brute))
+    # touching cells: the watershed separates what components merge
+    assert tuned["chosen"] == "watershed" and tuned["watershed"]["val_f1"] > tuned["components"]["val_f1"]
+    assert tuned["watershed"]["val_f1"] > 0.9
+
+
+def test_tune_on_cropped_planes_scores_as_the_whole_planes(planes):
+    # a plane padded with empty background scores the same (the search crops to the cells)
+    padded = [(np.pad(fg, 40), s, np.pad(t, 40)) for fg, s, t in planes]
+    a, b = postprocess.tune(planes, GRID), postprocess.tune(padded, GRID)
+    assert a == b
+
+
+def test_tune_needs_validation_planes():
+    with pytest.raises(ValueError, match="there are none. Fix: give some samples split val"):
+        postprocess.tune([], GRID)
+
+
+STORED = {"chosen": "watershed",
+          "watershed": {"instances": "watershed", "threshold": 0.4, "seed_threshold": 0.9, "seed_erosion": 2,
+                        "min_seed_size": 3, "min_size": 40, "val_f1": 0.9, "val_iou": 0.8},
+          "components": {"instances": "components", "threshold": 0.6, "min_size": 0, "val_f1": 0.5, "val_iou": 0.8}}
+UNSET = dict.fromkeys(["instances", "threshold", "min_size", "seed_threshold", "seed_erosion", "min_seed_size"])
+
+
+def test_the_config_overrides_what_validation_chose():
+    assert postprocess.resolve(UNSET, STORED) == PostProcessing("watershed", 0.4, 40, 0.9, 2, 3)
+    assert postprocess.resolve({**UNSET, "seed_erosion": 0}, STORED).seed_erosion == 0
+    assert postprocess.resolve({**UNSET, "instances": "components"}, STORED) == PostProcessing("components", 0.6, 0)
+    given = {**UNSET, "instances": "components", "threshold": 0.5, "min_size": 7}
+    assert postprocess.resolve(given, None) == PostProcessing("components", 0.5, 7)
+
+
+@pytest.mark.parametrize("cfg, stored, missing", [
+    (UNSET, None, "Fix: set predict.instances"),
+    ({**UNSET, "instances": "watershed", "threshold": 0.5}, None, r"\['seed_threshold', 'seed_erosion'"),
+    ({**UNSET, "instances": "components"}, {"chosen": "watershed", "watershed": STORED["watershed"]},
+     "predict.threshold, predict.min_size"),
+])
+def test_a_model_without_stored_postprocessing_names_the_keys_to_set(cfg, stored, missing):
+    with pytest.raises(InputError, match=f"m.pt: holds no .*{missing}"):
+        postprocess.resolve(cfg, stored, "m.pt")
+
+
+@pytest.mark.parametrize("method", postprocess.METHODS)
+def test_chunked_labels_equal_the_whole_plane_extraction(planes, method):
+    fg = planes[0][0]
+    pp = next(itertools.islice(postprocess.candidates(method, GRID), 3, None))
+    ref = postprocess.extract(fg, None, pp)
+    labels, anchored = np.zeros(fg.shape, np.int32), np.zeros(fg.shape, np.int64)
+    n, beyond = postprocess.label_chunked(fg, None, anchored, labels, 17, max(fg.shape), pp)
+    assert n == ref.max() and beyond == 0 and same_partition(labels, ref)
