@@ -1,9 +1,10 @@
 # tileunet: the U-Net paper's training strategy (Ronneberger et al. 2015) as a workflow.
-# Targets: ingest weights augment train predict evaluate all (default: all), and
-# ablation (the weight-map ablation of the paper's loss, three trainings).
+# Targets: ingest weights augment train predict evaluate all (default: all), repeat (the
+# main configuration over repeat.runs seeds) and ablation (config/ablation.yaml's variants,
+# each over the same seeds).
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.0.1")
 
 
 configfile: "config/config.yaml"

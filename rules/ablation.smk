@@ -1,62 +1,74 @@
-# The weight-map ablation: the whole pipeline once per variant of config/ablation.yaml,
-# under results/ablation/{variant}/, then one comparison table and figure.
-module ablation_full:
-    snakefile:
-        "pipeline.smk"
-    config:
-        variant_config(ABLATION["full"])
-    replace_prefix:
-        {"results/": "results/ablation/full/"}
+# Repeated runs, each the whole pipeline under its own prefix: the main configuration with
+# repeat.runs seeds (`repeat`), and every variant of config/ablation.yaml with the same seeds
+# (`ablation`); tables and figures of mean ± sd over seeds.
+include: "runs.smk"
 
 
-module ablation_class_balance:
-    snakefile:
-        "pipeline.smk"
-    config:
-        variant_config(ABLATION["class_balance"])
-    replace_prefix:
-        {"results/": "results/ablation/class_balance/"}
+for name, rule_prefix, run_cfg, prefix in repeated_runs():
+
+    module:
+        name: name
+        snakefile: "pipeline.smk"
+        config: run_cfg
+        replace_prefix: {"results/": prefix}
+
+    use rule * from name exclude demo_data as rule_prefix*
 
 
-module ablation_none:
-    snakefile:
-        "pipeline.smk"
-    config:
-        variant_config(ABLATION["none"])
-    replace_prefix:
-        {"results/": "results/ablation/none/"}
-
-
-use rule * from ablation_full exclude demo_data as ablation_full_*
-
-
-use rule * from ablation_class_balance exclude demo_data as ablation_class_balance_*
-
-
-use rule * from ablation_none exclude demo_data as ablation_none_*
+rule repeat_table:
+    input:
+        metrics=run_metrics(["main"])["metrics"],
+    output:
+        runs="results/repeat/runs.tsv",
+        table="results/repeat/summary.tsv",
+        html=report("results/repeat/summary.html", caption="../report/repeat.rst", category="5. Repeated runs"),
+        figure=report("results/repeat/summary.png", caption="../report/repeat.rst", category="5. Repeated runs"),
+    log:
+        "results/logs/repeat_table.log",
+    benchmark:
+        "results/benchmarks/repeat_table.tsv"
+    params:
+        variants=run_metrics(["main"])["variants"],
+        seeds=run_metrics(["main"])["seeds"],
+        title="The main configuration over seeds: test summary, mean ± sd, then each seed",
+    threads: 1
+    resources:
+        **cpu_resources(),
+    conda:
+        conda_env("cpu")
+    script:
+        "../scripts/compare_runs.py"
 
 
 rule ablation_table:
     input:
-        metrics=expand("results/ablation/{variant}/evaluation/metrics.tsv", variant=list(ABLATION))
-        + ["results/evaluation/metrics.tsv"],
+        metrics=run_metrics(["main", *ABLATION])["metrics"],
     output:
+        runs="results/ablation/runs.tsv",
         table="results/ablation/comparison.tsv",
-        html=report("results/ablation/comparison.html", caption="../report/ablation.rst", category="5. Ablation"),
-        figure=report("results/ablation/comparison.png", caption="../report/ablation.rst", category="5. Ablation"),
+        html=report("results/ablation/comparison.html", caption="../report/ablation.rst", category="6. Ablation"),
+        figure=report("results/ablation/comparison.png", caption="../report/ablation.rst", category="6. Ablation"),
     log:
         "results/logs/ablation_table.log",
     benchmark:
         "results/benchmarks/ablation_table.tsv"
     params:
-        variants=list(ABLATION) + [main_run_name()],
+        variants=run_metrics(["main", *ABLATION])["variants"],
+        seeds=run_metrics(["main", *ABLATION])["seeds"],
+        title="Ablation: test summary per variant, mean ± sd over seeds, then each run",
     threads: 1
     resources:
         **cpu_resources(),
     conda:
-        "../envs/tileunet.yaml"
+        conda_env("cpu")
     script:
-        "../scripts/ablation_table.py"
+        "../scripts/compare_runs.py"
+
+
+rule repeat:
+    input:
+        rules.repeat_table.output,
+    localrule: True
 
 
 rule ablation:

@@ -79,6 +79,35 @@ def cpu_resources():
     return _stage_resources("cpu")
 
 
+# conda environments (envs/*.yaml; paths are relative to rules/, where every rule lives).
+# CPU: pytorch-cpu, never a CUDA build. CUDA: pytorch-gpu with a cuda-version it was built
+# for; needs an NVIDIA driver (conda's __cuda virtual package) to solve. AUTO: plain pytorch,
+# which conda-forge builds for CPU and CUDA and gives the CUDA builds a higher build number,
+# so the solver takes a CUDA build where a driver is present and the CPU build (MPS on
+# Apple silicon) everywhere else: it solves on every machine.
+CONDA_ENVS = {"cpu": "../envs/tileunet-cpu.yaml", "cuda": "../envs/tileunet-cuda.yaml",
+              "auto": "../envs/tileunet.yaml", "mps": "../envs/tileunet.yaml"}
+
+
+def conda_env(stage):
+    """The conda env file of a rule: `cpu` for CPU stages, else the env of train/predict.device.
+
+    Parameters
+    ----------
+    stage : {"cpu", "train", "predict"}
+        "cpu" for rules that never use a GPU (ingest ... evaluate, and the prepare/gather
+        steps of scatter-gather prediction); "train" / "predict" follow the configured device.
+
+    Returns
+    -------
+    str
+        Path of an envs/*.yaml, relative to rules/.
+    """
+    if stage == "cpu":
+        return CONDA_ENVS["cpu"]
+    return CONDA_ENVS[str(config[stage]["device"]).split(":")[0]]
+
+
 def normalization():
     """The intensity normalisation ingest applied, stored in model.pt for inference."""
     return {"method": "percentile", "low": config["ingest"]["normalize_low"],
@@ -88,20 +117,3 @@ def normalization():
 wildcard_constraints:
     sample=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     part=r"\d+",
-
-
-with open(workflow.source_path("../config/ablation.yaml")) as fh:
-    ABLATION = yaml.safe_load(fh)
-
-
-def variant_config(overrides):
-    """The main configuration with an ablation variant's `weights` overrides."""
-    cfg = copy.deepcopy(config)
-    cfg["weights"].update(overrides)
-    return cfg
-
-
-def main_run_name():
-    """How the main run appears in the ablation comparison: its own weight settings."""
-    w = config["weights"]
-    return f"main: w_c={w['class_balance']}, border={'on' if w['border_term'] else 'off'}"

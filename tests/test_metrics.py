@@ -250,32 +250,6 @@ def test_write_html_shows_every_row_escaped_with_the_summary_in_bold(tmp_path):
     assert "<title>T &amp; t</title>" in path.read_text() and [p.name for p in tmp_path.iterdir()] == ["m.html"]
 
 
-def test_ablation_table_script_compares_every_variant(tmp_path):
-    paths = []
-    for k, name in enumerate(("full", "none", "main")):
-        rows = [{"sample": "a", "plane": 0, "iou": 0.5 + k / 10, "f1": 0.25 * k, "merges": 3 - k}]
-        paths.append(tmp_path / name / "metrics.tsv")
-        tm.write_tsv(rows + [{"sample": "summary", "plane": "", **tm.summarize(rows)}], paths[-1])
-    out = tmp_path / "ablation"
-    sm = SimpleNamespace(input=SimpleNamespace(metrics=[str(p) for p in paths]), log=[str(tmp_path / "a.log")],
-                         params=SimpleNamespace(variants=["full", "none", "main"]),
-                         output=SimpleNamespace(table=str(out / "comparison.tsv"), html=str(out / "comparison.html"),
-                                                figure=str(out / "comparison.png")))
-    stderr, handlers = sys.stderr, logging.getLogger().handlers[:]
-    try:
-        runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "ablation_table.py"), init_globals={"snakemake": sm})
-    finally:
-        sys.stderr.close()
-        sys.stderr = stderr
-        logging.getLogger().handlers[:] = handlers
-    with open(out / "comparison.tsv") as fh:
-        table = list(csv.DictReader(fh, delimiter="\t"))
-    assert [(r["variant"], r["iou"], r["f1"], r["merges"]) for r in table] == [
-        ("full", "0.5", "0", "3"), ("none", "0.6", "0.25", "2"), ("main", "0.7", "0.5", "1")]
-    assert "<td>none</td>" in (out / "comparison.html").read_text()
-    assert matplotlib.image.imread(out / "comparison.png").shape[0] > 100
-
-
 def test_read_summary_parses_numbers_and_refuses_tables_without_one(tmp_path):
     path = tmp_path / "m.tsv"
     rows = [{"sample": "a", "plane": 0, "iou": 0.5, "merges": 2}]
@@ -418,13 +392,6 @@ def test_overlays_show_the_cells_not_the_empty_frame():
     fig = pe.overlay_figure(np.zeros(true.shape), pred, true, title="f", margin=5)
     assert fig.axes[0].images[0].get_array().shape[:2] == (50, 80)
     assert fig.get_suptitle() == "f\n(rows 95-145, columns 195-275)"
-
-
-def test_comparison_figure_draws_one_panel_per_metric():
-    runs = {"full": {"iou": 0.9, "f1": 0.8, "merges": 1}, "none": {"iou": 0.85, "f1": 0.5, "merges": 6}}
-    fig = pe.comparison_figure(runs, keys=("iou", "merges"))
-    assert [ax.get_title() for ax in fig.axes] == ["iou", "merges"]
-    assert [b.get_height() for b in fig.axes[1].patches] == [1, 6]
 
 
 def test_docstring_examples():

@@ -17,6 +17,7 @@ from matplotlib.patches import Patch
 from skimage.segmentation import find_boundaries
 
 from ..metrics import merged_instances, split_instances
+from ..repeats import per_variant
 from . import box_note, cell_box, grey
 
 TRUE_COLOUR = (0.0, 0.62, 0.45)  # bluish green
@@ -187,13 +188,13 @@ def save_overlays(folder, sample, image, pred_labels, true_labels, rows, planes)
     return written
 
 
-def comparison_figure(summaries, keys=("iou", "f1", "merges", "splits")):
-    """Bar charts comparing summary rows of several runs (e.g. the weight-map ablation).
+def comparison_figure(runs, keys=("iou", "f1", "merges", "splits")):
+    """Bar charts of repeated runs: the mean per variant, its standard deviation and every seed as a dot.
 
     Parameters
     ----------
-    summaries : dict of str -> dict
-        Run name -> :func:`tileunet.metrics.read_summary` row, in display order.
+    runs : list of (str, int, dict)
+        (variant, seed, :func:`tileunet.metrics.read_summary` row), variants in display order.
     keys : sequence of str
         Columns to draw, one panel each.
 
@@ -201,14 +202,20 @@ def comparison_figure(summaries, keys=("iou", "f1", "merges", "splits")):
     -------
     matplotlib.figure.Figure
     """
-    names = list(summaries)
-    fig = Figure(figsize=(2.6 * len(keys), 3.0), dpi=100, layout="constrained")
+    rows = per_variant(runs, keys)
+    names = [r["variant"] for r in rows]
+    fig = Figure(figsize=(max(2.6, 0.9 * len(names)) * len(keys), 3.2), dpi=100, layout="constrained")
+    palette = (PRED_COLOUR, TRUE_COLOUR, SPLIT_COLOUR, MERGE_COLOUR)
     for ax, key in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys):
-        values = [float(summaries[n].get(key, np.nan)) for n in names]
-        palette = (PRED_COLOUR, TRUE_COLOUR, SPLIT_COLOUR, MERGE_COLOUR)
-        bars = ax.bar(range(len(names)), values, color=[palette[i % len(palette)] for i in range(len(names))])
-        ax.bar_label(bars, fmt="%.3g", fontsize=8)
+        means = [r[f"{key}_mean"] for r in rows]
+        sds = [0.0 if np.isnan(r[f"{key}_sd"]) else r[f"{key}_sd"] for r in rows]
+        bars = ax.bar(range(len(names)), means, yerr=sds, capsize=3,
+                      color=[palette[i % len(palette)] for i in range(len(names))], alpha=0.8)
+        ax.bar_label(bars, fmt="%.3g", fontsize=8, padding=6)
+        for i, name in enumerate(names):
+            values = [float(s.get(key, np.nan)) for v, _, s in runs if v == name]
+            ax.plot(np.full(len(values), i) + np.linspace(-0.15, 0.15, len(values)), values, "k.", ms=4)
         ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
-        ax.set_title(key, fontsize=10)
+        ax.set_title(f"{key} (mean ± sd, dots: seeds)", fontsize=9)
         ax.margins(y=0.15)
     return fig

@@ -1,0 +1,71 @@
+"""Repeated training runs: the test summaries of several seeds per variant, as mean ± sd.
+
+One training of twelve small frames is one draw from a wide distribution
+(instance F1 of one configuration has moved by 0.3 between runs), so a
+number worth reporting is the mean over seeds with its standard deviation,
+next to every seed's own row; never the best run.
+"""
+
+import numpy as np
+
+#: Test-summary columns compared across runs.
+KEYS = ("iou", "dice", "f1", "precision", "recall", "merges", "splits", "rand_error")
+
+
+def per_run(runs, keys=KEYS):
+    """One row per run: variant, seed and each key of its test summary.
+
+    Parameters
+    ----------
+    runs : list of (str, int, dict)
+        (variant, seed, :func:`tileunet.metrics.read_summary` row).
+    keys : sequence of str
+
+    Returns
+    -------
+    list of dict
+    """
+    return [{"variant": v, "seed": s, **{k: summary.get(k, float("nan")) for k in keys}} for v, s, summary in runs]
+
+
+def per_variant(runs, keys=KEYS):
+    """Mean and sample standard deviation (ddof 1) over the seeds of each variant, in first-seen order.
+
+    Parameters
+    ----------
+    runs : list of (str, int, dict)
+        As :func:`per_run`.
+    keys : sequence of str
+
+    Returns
+    -------
+    list of dict
+        ``variant``, ``runs``, then ``{key}_mean`` and ``{key}_sd`` per key
+        (sd NaN for a single run).
+
+    Examples
+    --------
+    >>> rows = per_variant([("a", 0, {"f1": 0.8}), ("a", 1, {"f1": 0.9})], keys=("f1",))
+    >>> rows[0]["runs"], round(rows[0]["f1_mean"], 3), round(rows[0]["f1_sd"], 4)
+    (2, 0.85, 0.0707)
+    """
+    rows = per_run(runs, keys)
+    out = []
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == variant]
+        row = {"variant": variant, "runs": len(mine)}
+        for k in keys:
+            values = np.array([r[k] for r in mine], dtype=float)
+            row[f"{k}_mean"] = float(np.mean(values))
+            row[f"{k}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+        out.append(row)
+    return out
+
+
+def mean_sd_text(row, keys=KEYS, digits=3):
+    """A :func:`per_variant` row with each key as one ``"mean ± sd"`` string (for the report's table)."""
+    out = {"variant": row["variant"], "runs": row["runs"]}
+    for k in keys:
+        mean, sd = row[f"{k}_mean"], row[f"{k}_sd"]
+        out[k] = f"{mean:.{digits}f}" + ("" if np.isnan(sd) else f" ± {sd:.{digits}f}")
+    return out
