@@ -22,7 +22,7 @@ rule augment_set:
     resources:
         **cpu_resources(),
     conda:
-        "../envs/tileunet.yaml"
+        conda_env("cpu")
     script:
         "../scripts/augment.py"
 

@@ -16,7 +16,7 @@ rule demo_data:
     resources:
         **cpu_resources(),
     conda:
-        "../envs/tileunet.yaml"
+        conda_env("cpu")
     script:
         "../scripts/demo_data.py"
 
@@ -42,7 +42,7 @@ rule ingest_sample:
     resources:
         **cpu_resources(),
     conda:
-        "../envs/tileunet.yaml"
+        conda_env("cpu")
     script:
         "../scripts/ingest.py"
 

@@ -27,7 +27,7 @@ rule evaluate_test:
     resources:
         **cpu_resources(),
     conda:
-        "../envs/tileunet.yaml"
+        conda_env("cpu")
     script:
         "../scripts/evaluate.py"
 

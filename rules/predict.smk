@@ -1,7 +1,8 @@
 # Chunked overlap-tile inference into OME-Zarr (section 2, figure 2).
 # predict.parts == 1: one job per slide. predict.parts == N > 1: scatter-gather, i.e. one
-# job creates the store, N jobs (one GPU each) fill bands of whole chunk rows, one job
-# labels, builds the pyramids and publishes; the result equals the one-job run.
+# job creates the store (predict_prepare), N jobs (predict_part, one GPU each) fill bands of
+# whole chunk rows, one job (predict_gather) labels, builds the pyramids and publishes; the
+# result equals the one-job run. Prepare and gather need no GPU: CPU resources and env.
 
 
 if config["predict"]["parts"] == 1:
@@ -25,7 +26,7 @@ if config["predict"]["parts"] == 1:
         resources:
             **gpu_resources(),
         conda:
-            "../envs/tileunet-cuda.yaml"
+            conda_env("predict")
         script:
             "../scripts/predict.py"
 
@@ -49,7 +50,7 @@ else:
         resources:
             **cpu_resources(),
         conda:
-            "../envs/tileunet-cuda.yaml"
+            conda_env("cpu")
         script:
             "../scripts/predict.py"
 
@@ -72,11 +73,11 @@ else:
         resources:
             **gpu_resources(),
         conda:
-            "../envs/tileunet-cuda.yaml"
+            conda_env("predict")
         script:
             "../scripts/predict.py"
 
-    rule predict_sample:
+    rule predict_gather:
         input:
             model="results/model/model.pt",
             image=get_source("image"),
@@ -97,7 +98,7 @@ else:
         resources:
             **cpu_resources(),
         conda:
-            "../envs/tileunet-cuda.yaml"
+            conda_env("cpu")
         script:
             "../scripts/predict.py"
 

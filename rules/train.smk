@@ -26,7 +26,7 @@ rule train_model:
     resources:
         **gpu_resources(),
     conda:
-        "../envs/tileunet-cuda.yaml"
+        conda_env("train")
     script:
         "../scripts/train.py"
 

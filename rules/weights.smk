@@ -16,7 +16,7 @@ rule class_frequencies:
     resources:
         **cpu_resources(),
     conda:
-        "../envs/tileunet.yaml"
+        conda_env("cpu")
     script:
         "../scripts/class_frequencies.py"
 
@@ -40,7 +40,7 @@ rule weights_sample:
     resources:
         **cpu_resources(),
     conda:
-        "../envs/tileunet.yaml"
+        conda_env("cpu")
     script:
         "../scripts/weights.py"
 

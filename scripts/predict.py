@@ -15,7 +15,7 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 import torch  # noqa: E402
 
 from tileunet.device import select_device  # noqa: E402
-from tileunet.io import open_array  # noqa: E402
+from tileunet.io import open_array, pixel_size  # noqa: E402
 from tileunet.model import load_model  # noqa: E402
 from tileunet.ome import guess_leading_axis  # noqa: E402
 from tileunet.postprocess import resolve  # noqa: E402
@@ -24,7 +24,7 @@ from tileunet.predict import band_rows, finalise, predict_rows, prepare, publish
 sm = snakemake  # noqa: F821
 cfg, step, work = sm.params.cfg, sm.params.step, sm.params.work
 torch.set_num_threads(sm.threads)
-device = select_device(cfg["device"])
+device = select_device(cfg["device"] if step in ("all", "part") else "cpu")  # prepare/gather: CPU jobs and env
 image_path = Path(sm.input.image)
 image = open_array(image_path)
 stat = image_path.stat()
@@ -37,7 +37,7 @@ model = (sm.input.model, str(device)) if remote else local
 if step in ("all", "prepare"):
     prepare(local, image, work, cfg["tile"], cfg["probability_dtype"], cfg["pyramid_levels"],
             guess_leading_axis(image_path), source=f"{image_path.resolve()} {stat.st_size} {stat.st_mtime_ns}",
-            tta=cfg["tta"])
+            tta=cfg["tta"], pixel_size=pixel_size(image_path))
 if step in ("all", "part"):
     rows = band_rows(work, int(sm.wildcards.part), cfg["parts"]) if step == "part" else None
     predict_rows(model, str(image_path) if remote else image, work, rows, cfg["batch_size"], cfg["amp"],

@@ -109,3 +109,83 @@ def test_leading_axis_from_ome_tiff(tmp_path, axes, lead):
     path = tmp_path / "s.ome.tif"
     tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint8), ome=axes != "QYX", metadata={"axes": axes})
     assert ome.guess_leading_axis(path) == lead
+
+
+UM = {"y": (0.65, "micrometer"), "x": (0.65, "micrometer"), "z": (2.0, "micrometer")}
+
+
+def test_pixel_size_reaches_every_level_and_the_axes(tmp_path):
+    root = ome.create_prediction(tmp_path / "p.ome.zarr", (3, 50, 37), 16, "float16", 3, "z", pixel_size=UM)
+    for group in (root, root["labels/cells"]):
+        ms = group.attrs["ome"]["multiscales"][0]
+        assert ms["axes"] == [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+        scales = [d["coordinateTransformations"][0]["scale"] for d in ms["datasets"]]
+        assert scales == [[2.0, 0.65, 0.65], [2.0, 1.3, 1.3], [2.0, 2.6, 2.6]]
+    # the image's 2x2-mean levels are shifted by half a level-0 pixel per step, in micrometres
+    shift = root.attrs["ome"]["multiscales"][0]["datasets"][2]["coordinateTransformations"][1]["translation"]
+    np.testing.assert_allclose(shift, [0.0, 1.5 * 0.65, 1.5 * 0.65])
+
+
+def test_time_axis_without_a_declared_interval_keeps_pixels(tmp_path):
+    root = ome.create_prediction(tmp_path / "p.ome.zarr", (2, 8, 8), 8, "float16", 1, "t", pixel_size=UM)
+    ms = root.attrs["ome"]["multiscales"][0]
+    assert ms["axes"][0] == {"name": "t", "type": "time"}
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 0.65, 0.65]
+
+
+@pytest.mark.parametrize("shape, lead", [((50, 37), "t"), ((3, 50, 37), "z"), ((2, 20, 20), "t")])
+def test_whole_store_validates_with_ome_zarr_models(tmp_path, shape, lead):
+    """The outside validator: image multiscales, the labels group and the label image, NGFF 0.5."""
+    ome_zarr_models = pytest.importorskip("ome_zarr_models")
+    from ome_zarr_models.v05.image import Image
+    from ome_zarr_models.v05.image_label import ImageLabel
+    from ome_zarr_models.v05.labels import Labels
+    ome.create_prediction(tmp_path / "p.ome.zarr", shape, 16, "uint8", 2, lead, {"note": 1}, pixel_size=UM)
+    path = tmp_path / "p.ome.zarr"
+    image = ome_zarr_models.open_ome_zarr(zarr.open_group(path, mode="r"))
+    labels = ome_zarr_models.open_ome_zarr(zarr.open_group(path / "labels", mode="r"))
+    cells = ome_zarr_models.open_ome_zarr(zarr.open_group(path / "labels/cells", mode="r"))
+    assert isinstance(image, Image) and isinstance(labels, Labels) and isinstance(cells, ImageLabel)
+    assert labels.attributes.ome.labels == ["cells"] and labels.attributes.ome.version == "0.5"
+    assert [a.name for a in image.attributes.ome.multiscales[0].axes][-2:] == ["y", "x"]
+    assert image.attributes.ome.multiscales[0].axes[-1].unit == "micrometer"
+
+
+def test_ome_zarr_reader_finds_image_and_cells_with_shapes_and_axes(tmp_path):
+    """ome_zarr.reader (what napari-ome-zarr uses): the probability pyramid and the `cells` labels."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Multiscales, Reader
+    make_store(tmp_path)  # (3, 50, 37), z, 3 levels
+    nodes = list(Reader(parse_url(str(tmp_path / "p.ome.zarr")))())
+    image = next(n for n in nodes if n.load(Multiscales) and not n.load(Label))
+    label = next(n for n in nodes if n.load(Label))
+    for node in (image, label):
+        assert [tuple(d.shape) for d in node.data] == ome.level_shapes((3, 50, 37), 3)
+        assert [a["name"] for a in node.metadata["axes"]] == ["z", "y", "x"]
+    assert label.metadata["name"] == "cells" and label.data[0].dtype == np.int32
+    assert image.data[0].dtype == np.uint8
+
+
+def test_napari_opens_the_prediction_as_an_image_and_a_labels_layer(tmp_path, monkeypatch):
+    """napari's own reader path (npe2 + napari-ome-zarr), headless: ViewerModel needs no Qt."""
+    npe2 = pytest.importorskip("npe2", reason="the napari check needs napari and napari-ome-zarr (pip)")
+    pytest.importorskip("napari_ome_zarr", reason="the napari check needs napari-ome-zarr (pip)")
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    from napari.components import ViewerModel
+    path = tmp_path / "p.ome.zarr"
+    root = ome.create_prediction(path, (3, 50, 37), 16, "uint8", 2, "t", pixel_size=UM)
+    root["0"][...] = 128
+    root["labels/cells/0"][1, 5:9, 5:9] = 7
+    ome.write_pyramid(root, ome.downsample_probability)
+    ome.write_pyramid(root["labels/cells"], ome.downsample_labels)
+    npe2.PluginManager.instance().discover()  # what napari's application does at start
+    viewer = ViewerModel()
+    viewer.open(str(path), plugin="napari-ome-zarr")
+    kinds = {type(layer).__name__: layer for layer in viewer.layers}
+    assert set(kinds) == {"Image", "Labels"}
+    for layer in kinds.values():
+        assert layer.multiscale and [tuple(d.shape) for d in layer.data] == ome.level_shapes((3, 50, 37), 2)
+        assert tuple(layer.axis_labels) == ("t", "y", "x")
+        np.testing.assert_allclose(layer.scale, [1.0, 0.65, 0.65])
+        assert [str(u) for u in layer.units][1:] == ["micrometer", "micrometer"]
+    assert int(np.asarray(kinds["Labels"].data[0][1, 6, 6])) == 7

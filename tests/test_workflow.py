@@ -47,7 +47,9 @@ def dataset(tmp_path_factory):
         tifffile.imwrite(tmp / f"{name}_labels.tif", labels)
         rows.append((name, tmp / f"{name}.tif", tmp / f"{name}_labels.tif", split))
     movie = np.stack([touching_cells((70, 80), n_cells=5, seed=10 + t)[0] for t in range(3)])
-    tifffile.imwrite(tmp / "movie.ome.tif", movie, ome=True, metadata={"axes": "TYX"})
+    # 0.65 µm pixels, 30 s frames: the prediction must carry them (NGFF scale and units)
+    tifffile.imwrite(tmp / "movie.ome.tif", movie, ome=True,
+                     metadata={"axes": "TYX", "PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65, "TimeIncrement": 30.0})
     rows.append(("movie", tmp / "movie.ome.tif", "", "predict"))
     return tmp, rows
 
@@ -93,6 +95,30 @@ def test_stack_prediction_keeps_the_time_axis(finished_run):
     from tileunet.ome import read_prediction
     prob, labels = read_prediction(finished_run[0] / "results" / "predictions" / "movie.ome.zarr")
     assert prob.shape == labels.shape == (3, 70, 80)
+
+
+@pytest.mark.workflow
+def test_every_prediction_store_validates_and_carries_the_input_pixel_size(finished_run):
+    """ome-zarr-models accepts each store whole; ome_zarr's Reader finds image and labels; µm reach every level."""
+    ome_zarr_models = pytest.importorskip("ome_zarr_models")
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+    stores = sorted((finished_run[0] / "results" / "predictions").glob("*.ome.zarr"))
+    assert [p.name for p in stores] == ["d.ome.zarr", "e.ome.zarr", "movie.ome.zarr"]
+    for store in stores:
+        for group in (store, store / "labels", store / "labels" / "cells"):
+            ome_zarr_models.open_ome_zarr(zarr.open_group(group, mode="r"))  # raises on any violation
+        nodes = list(Reader(parse_url(str(store)))())
+        assert sum(bool(n.load(Label)) for n in nodes) == 1 and len(nodes) >= 2
+    ms = zarr.open_group(stores[2], mode="r").attrs["ome"]["multiscales"][0]
+    assert ms["axes"] == [{"name": "t", "type": "time", "unit": "second"},
+                          {"name": "y", "type": "space", "unit": "micrometer"},
+                          {"name": "x", "type": "space", "unit": "micrometer"}]
+    scales = [d["coordinateTransformations"][0]["scale"] for d in ms["datasets"]]
+    assert scales == [[30.0, 0.65 * 2**k, 0.65 * 2**k] for k in range(len(scales))]
+    plain = zarr.open_group(stores[0], mode="r").attrs["ome"]["multiscales"][0]
+    assert plain["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 1.0]  # declares no size
+    assert all("unit" not in a for a in plain["axes"])
 
 
 @pytest.mark.workflow
@@ -173,7 +199,7 @@ def test_scatter_gather_plans_one_job_per_band(dataset, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     stats = dict(ln.split()[:2] for ln in proc.stdout.split("Job stats:")[1].splitlines()[3:] if len(ln.split()) == 2)
     # 3 slides (d, e, movie): one prepare, three bands and one gather each
-    assert (stats["predict_prepare"], stats["predict_part"], stats["predict_sample"]) == ("3", "9", "3")
+    assert (stats["predict_prepare"], stats["predict_part"], stats["predict_gather"]) == ("3", "9", "3")
 
 
 @pytest.fixture(scope="module")

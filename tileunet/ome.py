@@ -4,10 +4,12 @@ Layout of ``{sample}.ome.zarr``::
 
     zarr.json              multiscales of the foreground probability, omero window
     0, 1, ...              probability pyramid (float16, or uint8 = round(255 p)), 2x2 mean
-    labels/zarr.json       {"labels": ["cells"]}
+    labels/zarr.json       {"ome": {"version": "0.5", "labels": ["cells"]}}
     labels/cells/0, 1, ... int32 instance ids (0 = background), nearest-neighbour pyramid
 
-Axes are (y, x) or (t|z, y, x); a stack's leading axis is never downsampled.
+Axes are (y, x) or (t|z, y, x); a stack's leading axis is never downsampled.  Scales
+and units are the input's physical pixel size (:func:`tileunet.io.pixel_size`) where
+it declares one, else pixels.
 The NGFF metadata is written with ome-zarr-py's writer (``FormatV05``), the
 arrays with zarr so that every chunk is written by exactly one task.
 """
@@ -20,7 +22,7 @@ import numpy as np
 import tifffile
 import zarr
 from ome_zarr.format import FormatV05
-from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+from ome_zarr.writer import add_metadata, write_label_metadata, write_multiscales_metadata
 
 from .errors import InputError
 
@@ -46,18 +48,39 @@ def level_shapes(shape, levels):
     return shapes
 
 
-def _transforms(ndim, level, centred):
+def _transforms(base, level, centred):
+    """Scale (and translation) of pyramid ``level`` for level-0 pixel sizes ``base`` (one per axis)."""
     f = 2.0**level
-    scale = [1.0] * (ndim - 2) + [f, f]
+    scale = list(base[:-2]) + [base[-2] * f, base[-1] * f]
     out = [{"type": "scale", "scale": scale}]
     if centred and level:
         # a 2x2 mean's pixel centre lies half a step into its block (NGFF: translation after scale)
-        out.append({"type": "translation", "translation": [0.0] * (ndim - 2) + [(f - 1) / 2] * 2})
+        out.append({"type": "translation", "translation": [0.0] * (len(base) - 2) + [b * (f - 1) / 2
+                                                                                    for b in base[-2:]]})
     return out
 
 
-def _datasets(ndim, levels, centred):
-    return [{"path": str(k), "coordinateTransformations": _transforms(ndim, k, centred)} for k in range(levels)]
+def _datasets(base, levels, centred):
+    return [{"path": str(k), "coordinateTransformations": _transforms(base, k, centred)} for k in range(levels)]
+
+
+def axes_metadata(names, pixel_size=None):
+    """NGFF axes and the level-0 scale for axis ``names`` from :func:`tileunet.io.pixel_size`'s dict.
+
+    Returns
+    -------
+    axes : list of dict
+        ``{"name", "type"[, "unit"]}``; a unit only where the input declares one.
+    base : list of float
+        Physical size of one level-0 pixel per axis (1.0 where the input declares none).
+    """
+    pixel_size = pixel_size or {}
+    axes, base = [], []
+    for name in names:
+        size, unit = pixel_size.get(name, (1.0, None))
+        axes.append({"name": name, "type": "time" if name == "t" else "space", **({"unit": unit} if unit else {})})
+        base.append(float(size))
+    return axes, base
 
 
 def encode_probability(prob, dtype):
@@ -75,7 +98,8 @@ def decode_probability(stored):
     return stored.astype(np.float32)
 
 
-def create_prediction(path, shape, chunk, probability_dtype="float16", levels=3, leading_axis="t", attrs=None):
+def create_prediction(path, shape, chunk, probability_dtype="float16", levels=3, leading_axis="t", attrs=None,
+                      pixel_size=None):
     """Create an empty prediction store with every array and its NGFF metadata.
 
     Parameters
@@ -93,6 +117,10 @@ def create_prediction(path, shape, chunk, probability_dtype="float16", levels=3,
         Name of a stack's leading axis.
     attrs : dict, optional
         Stored under the root attribute ``tileunet``.
+    pixel_size : dict, optional
+        Axis name -> (size, unit) of the input (:func:`tileunet.io.pixel_size`): level 0's
+        scale and the axes' units, so the prediction overlays the input in its own units
+        (e.g. ``{"y": (0.65, "micrometer"), "x": (0.65, "micrometer")}``); pixels if omitted.
 
     Returns
     -------
@@ -102,22 +130,26 @@ def create_prediction(path, shape, chunk, probability_dtype="float16", levels=3,
         raise ValueError(f"probability_dtype must be one of {PROBABILITY_DTYPES}, got {probability_dtype!r}")
     if len(shape) not in (2, 3) or leading_axis not in ("t", "z"):
         raise ValueError(f"need a (Y, X) or (N, Y, X) shape and leading_axis t or z, got {shape}, {leading_axis!r}")
-    axes = ["y", "x"] if len(shape) == 2 else [leading_axis, "y", "x"]
+    axes, base = axes_metadata(["y", "x"] if len(shape) == 2 else [leading_axis, "y", "x"], pixel_size)
+    names = [a["name"] for a in axes]
     chunks = (1,) * (len(shape) - 2) + (chunk, chunk)
     root = zarr.open_group(Path(path), mode="w-", zarr_format=3)
     labels = root.create_group("labels").create_group("cells")
     for k, s in enumerate(level_shapes(shape, levels)):
         c = tuple(min(a, b) for a, b in zip(chunks, s))
-        root.create_array(str(k), shape=s, dtype=probability_dtype, chunks=c, fill_value=0, dimension_names=axes)
-        labels.create_array(str(k), shape=s, dtype="int32", chunks=c, fill_value=0, dimension_names=axes)
+        root.create_array(str(k), shape=s, dtype=probability_dtype, chunks=c, fill_value=0, dimension_names=names)
+        labels.create_array(str(k), shape=s, dtype="int32", chunks=c, fill_value=0, dimension_names=names)
     fmt = FormatV05()
     top = 255 if probability_dtype == "uint8" else 1
     omero = {"channels": [{"label": "foreground probability", "color": "FFFFFF", "active": True,
                            "window": {"min": 0, "max": top, "start": 0, "end": top}}]}
-    write_multiscales_metadata(root, _datasets(len(shape), levels, True), fmt=fmt, axes=axes,
+    write_multiscales_metadata(root, _datasets(base, levels, True), fmt=fmt, axes=axes,
                                name="foreground probability", metadata={"omero": omero})
-    write_multiscales_metadata(labels, _datasets(len(shape), levels, False), fmt=fmt, axes=axes, name="cells")
+    write_multiscales_metadata(labels, _datasets(base, levels, False), fmt=fmt, axes=axes, name="cells")
     write_label_metadata(root["labels"], "cells", fmt=fmt, source={"image": "../../"})
+    # ome-zarr 0.18's add_metadata leaves the "version" out of the labels group's "ome" block,
+    # which NGFF 0.5 requires there too (ome-zarr-models then finds no labels)
+    add_metadata(root["labels"], {"version": fmt.version}, fmt=fmt)
     root.attrs["tileunet"] = dict(attrs or {})
     return root
 

@@ -391,7 +391,7 @@ def _read_meta(work):
 
 
 def prepare(model, image, work, tile, probability_dtype="float16", pyramid_levels=3, leading_axis="t", source="",
-            tta=False):
+            tta=False, pixel_size=None):
     """Create the work store for ``image``, or keep the one a killed run left if it matches.
 
     Parameters
@@ -404,6 +404,9 @@ def prepare(model, image, work, tile, probability_dtype="float16", pyramid_level
         See :func:`predict_to_ome_zarr`.
     source : str
         Identifies the slide (path, size, mtime): a work folder made for another is discarded.
+    pixel_size : dict, optional
+        The slide's physical pixel size per axis (:func:`tileunet.io.pixel_size`), written
+        into the store's NGFF scales and units.
 
     Returns
     -------
@@ -415,7 +418,7 @@ def prepare(model, image, work, tile, probability_dtype="float16", pyramid_level
     key = {"tileunet_version": __version__, "model": model_digest(model), "source": str(source),
            "shape": list(image.shape), "dtype": str(np.dtype(image.dtype)), "tiling": dataclasses.asdict(t),
            "probability_dtype": probability_dtype, "pyramid_levels": pyramid_levels, "leading_axis": leading_axis,
-           "tta": bool(tta)}
+           "tta": bool(tta), "pixel_size": {a: list(v) for a, v in sorted((pixel_size or {}).items())}}
     work = Path(work)
     meta = _read_meta(work)
     if meta is not None and meta.get("key") == key:
@@ -427,7 +430,8 @@ def prepare(model, image, work, tile, probability_dtype="float16", pyramid_level
     meta = {"key": key, "ranges": [list(r) for r in plane_ranges(model, image)]}
     tmp = work.with_name(f".{work.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    ome.create_prediction(tmp / STORE, image.shape, t.chunk, probability_dtype, pyramid_levels, leading_axis, meta)
+    ome.create_prediction(tmp / STORE, image.shape, t.chunk, probability_dtype, pyramid_levels, leading_axis, meta,
+                          pixel_size=pixel_size)
     scratch = zarr.open_group(tmp / SCRATCH, mode="w-", zarr_format=3)
     chunks = (1,) * (image.ndim - 2) + (t.chunk, t.chunk)
     if model.config.n_classes == 3:
