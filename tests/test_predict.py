@@ -325,3 +325,16 @@ def test_border_class_model_seeds_the_watershed_with_its_interior(stack, tmp_pat
     prob, labels = read_prediction(out)
     np.testing.assert_allclose(prob[0], maps[0], atol=1e-3, rtol=0)
     assert np.array_equal(labels[0], postprocess.extract(prob[0], seeds[0], pp))
+
+
+def test_nan_in_a_slide_is_refused_naming_the_slide_and_nothing_is_published(model, tmp_path):
+    image = slide((61, 45)).astype(np.float32)
+    image[10:30, 5:25] = np.nan  # seen by the intensity sample: refused before any chunk
+    with pytest.raises(InputError, match=r"s.tif: has NaN or infinite pixels \(planes \[0\]\).*Fix: replace"):
+        run(model, image, tmp_path, source="s.tif 1 2")
+    one = slide((61, 45)).astype(np.float32)
+    one[37, 41] = np.inf  # one pixel, not in the strided sample: refused by the chunk that reads it
+    assert np.isfinite(predict.plane_ranges(model, one)).all()
+    with pytest.raises(InputError, match=r"s.tif: NaN or infinite pixels in the input windows of chunks"):
+        run(model, one, tmp_path, "one", source="s.tif 1 2")
+    assert not list(tmp_path.glob("*.ome.zarr"))

@@ -422,3 +422,10 @@ def test_border_target_trains_a_three_class_net(stores, tmp_path):
     model, history = train(augmented, [val], TINY, {**TINY_TRAIN, "target": "border"}, tmp_path / "b", seed=5,
                            progress=False)
     assert model.config.n_classes == 3 and history[-1]["val_iou"] is not None
+
+
+def test_a_border_target_without_interior_pixels_is_refused(stores, tmp_path):
+    augmented, val = stores
+    with pytest.raises(InputError, match=r"augmented.zarr: has no cell wider than 41 px.*Fix: lower train.border"):
+        train(augmented, [val], TINY, {**TINY_TRAIN, "target": "border", "border_width": 20}, tmp_path / "w",
+              progress=False)

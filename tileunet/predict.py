@@ -285,6 +285,9 @@ def predict_tiles(model, image, plane, origins, tiling, lo, hi, amp=False, tta=F
         K maps as :func:`class_maps`.
     """
     batch = np.stack([apply_range(input_window(image, plane, cy, cx, tiling), lo, hi) for cy, cx in origins])
+    if not np.isfinite(batch).all():
+        bad = [o for o, window in zip(origins, batch) if not np.isfinite(window).all()]
+        raise ValueError(f"NaN or infinite pixels in the input windows of chunks (row, column) {bad} of plane {plane}")
     maps = class_maps(_forward(model, batch, amp, tta))
     c, k = tiling.chunk, tiling.crop
     out = []
@@ -428,6 +431,10 @@ def prepare(model, image, work, tile, probability_dtype="float16", pyramid_level
         log.info("discarding %s: made for another model, slide or setting", work)
         shutil.rmtree(work)
     meta = {"key": key, "ranges": [list(r) for r in plane_ranges(model, image)]}
+    bad = [p for p, r in enumerate(meta["ranges"]) if not np.isfinite(r).all()]
+    if bad:
+        raise InputError(_slide_path(source), f"has NaN or infinite pixels (planes {bad})",
+                         "replace them (e.g. with the background value) before predicting")
     tmp = work.with_name(f".{work.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     ome.create_prediction(tmp / STORE, image.shape, t.chunk, probability_dtype, pyramid_levels, leading_axis, meta,
@@ -440,6 +447,12 @@ def prepare(model, image, work, tile, probability_dtype="float16", pyramid_level
     (tmp / DONE).mkdir()
     os.replace(tmp, work)  # a store half-created by a crash is never taken for a resumable one
     return meta
+
+
+def _slide_path(source):
+    """The path part of a work store's ``source`` (path, size, mtime)."""
+    parts = str(source).rsplit(" ", 2)
+    return parts[0] if len(parts) == 3 else (source or "image")
 
 
 def _done(work):
@@ -495,7 +508,11 @@ def _run_batch(model, image, work, p, origins, amp):
     t = Tiling(**key["tiling"])
     arrays = [store["0"]] + ([zarr.open_array(Path(work) / SCRATCH / "seeds", mode="r+")]
                              if model.config.n_classes == 3 else [])
-    tiles = predict_tiles(model, image, p, origins, t, *meta["ranges"][p], amp, key.get("tta", False))
+    try:
+        tiles = predict_tiles(model, image, p, origins, t, *meta["ranges"][p], amp, key.get("tta", False))
+    except ValueError as exc:
+        raise InputError(_slide_path(key["source"]), str(exc), "replace NaN/inf pixels (e.g. with the background "
+                         "value) before predicting; no prediction was published") from exc
     for (cy, cx), maps in zip(origins, tiles):
         for arr, m in zip(arrays, maps):
             arr[chunk_slices(arr.shape, t.chunk, p, cy, cx)] = ome.encode_probability(m, key["probability_dtype"])

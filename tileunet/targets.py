@@ -82,3 +82,31 @@ def classes(labels, target, border_width=2):
     if c == 0:
         return (np.asarray(labels) > 0).astype(np.int64)
     return border_classes(labels, border_width)[c:-c, c:-c]
+
+
+def interior_fraction(label_planes, border_width):
+    """Fraction of cell pixels that the border target makes interior, over label planes.
+
+    Parameters
+    ----------
+    label_planes : iterable of numpy.ndarray of int, each (Y, X)
+    border_width : int
+
+    Returns
+    -------
+    float
+        0 when every cell is narrower than ``2 * border_width + 1`` px (or there are no cells):
+        the interior class, the watershed's seeds, would never be seen.
+
+    Examples
+    --------
+    >>> labels = np.zeros((9, 9), np.int32); labels[1:8, 1:8] = 1
+    >>> round(interior_fraction([labels], 2), 3)  # a 3 x 3 interior in a 7 x 7 cell
+    0.184
+    """
+    interior = cells = 0
+    for labels in label_planes:
+        classes_ = border_classes(labels, border_width)
+        interior += int((classes_ == 1).sum())
+        cells += int((classes_ > 0).sum())
+    return interior / cells if cells else 0.0

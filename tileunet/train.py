@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from .config import with_defaults
 from .device import autocast, configure, flushed_denormals, select_device
+from .errors import InputError
 from .io import atomic_path
 from .model import UNet, check_input_size
 from . import targets
@@ -637,6 +638,8 @@ def _train(augmented, val_stores, model_config, train_config, checkpoint_dir, se
     except ValueError as exc:
         raise ValueError(f"train.tile_size: {exc}. Fix: set train.tile_size to one of them") from exc
     reader = TileReader(augmented_planes(augmented), out, model.margin, cfg.target, cfg.border_width)
+    if cfg.target == "border":
+        _check_interior(reader, augmented, cfg.border_width)
     val = validation_tiles(val_stores, out, model.margin, cfg.val_tiles, cfg.target, cfg.border_width)
     val_planes = validation_planes(val_stores)
     if val is None:
@@ -652,6 +655,19 @@ def _train(augmented, val_stores, model_config, train_config, checkpoint_dir, se
     history, delivered = fit(model, RandomTiles(reader, seed, cfg.foreground_p), val, cfg, checkpoint_dir, device,
                              workers, fp, on_step=on_step, progress=progress, val_planes=val_planes)
     return delivered, history
+
+
+def _check_interior(reader, augmented, border_width):
+    """Refuse a border target that leaves no interior class (cells too thin); warn when it leaves little."""
+    labels = (zarr.open_group(p.store, mode="r")["labels"][() if p.index is None else p.index] for p in reader.planes)
+    fraction = targets.interior_fraction(labels, border_width)
+    if fraction == 0:
+        raise InputError(augmented, f"has no cell wider than {2 * border_width + 1} px, so the border target "
+                         f"(train.border_width: {border_width}) leaves no interior pixels to seed the watershed",
+                         "lower train.border_width, or set train.target: foreground")
+    log.log(logging.WARNING if fraction < 0.1 else logging.INFO,
+            "border target: %.1f%% of the cell pixels are interior (train.border_width %d)", 100 * fraction,
+            border_width)
 
 
 def _deliver(run):
