@@ -38,7 +38,7 @@ def child(args):
     torch.set_num_threads(args.threads)
     from tileunet.model import load_model
     from tileunet.tiles import RandomTiles, TileReader, augmented_planes
-    from tileunet.train import weighted_cross_entropy
+    from tileunet.loss import weighted_cross_entropy
 
     model = load_model(args.model).train()
     out = args.tile - 2 * model.margin

@@ -33,7 +33,7 @@ from tileunet.device import autocast, configure, select_device  # noqa: E402
 from tileunet.io import write_array  # noqa: E402
 from tileunet.model import UNet  # noqa: E402
 from tileunet.tiles import RandomTiles, TileReader, augmented_planes  # noqa: E402
-from tileunet.train import weighted_cross_entropy  # noqa: E402
+from tileunet.loss import weighted_cross_entropy  # noqa: E402
 
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from the vendors' data sheets.
 GPU_PEAK_BF16 = {"H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0,

@@ -34,3 +34,12 @@ def touching_cells(shape=(96, 128), n_cells=8, radius=9, seed=0):
     image = 1000.0 - 600.0 * (labels > 0) - 200.0 * border
     image = ndimage.gaussian_filter(image, 1.0) + rng.normal(0, 20, shape)
     return np.clip(image, 0, 65535).astype(np.uint16), labels
+
+
+def training_plane(seed, shape=(96, 128)):
+    """(normalised image float32, labels int32, weight map float32) of touching cells, as results/data holds."""
+    from tileunet.normalize import normalize_plane
+    from tileunet.weights import weight_map
+
+    image, labels = touching_cells(shape=shape, n_cells=8, seed=seed)
+    return normalize_plane(image).astype(np.float32), labels, weight_map(labels)

@@ -1,7 +1,6 @@
 """tileunet.augment: the composed sampling grid, the transforms, and the materialised Zarr store."""
 
 import dataclasses
-import runpy
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -298,17 +297,16 @@ def test_examples_show_each_copy_around_its_cells(tmp_path):
     assert shapes[0] == (18, 38) and (200, 300) in shapes  # the copy without cells is shown whole
 
 
-def test_script_writes_store_and_examples_png(stores, tmp_path):
+def test_script_writes_store_and_examples_png(stores, tmp_path, run_script):
     out = tmp_path / "results"
-    sm = SimpleNamespace(
-        input=SimpleNamespace(image=[str(stores[s] / "image" / "zarr.json") for s in ("a", "b")]),
-        output=SimpleNamespace(store=str(out / "augmented.zarr"), examples=str(out / "augment" / "examples.png")),
-        params=SimpleNamespace(samples=["a", "b"],
-                               cfg={**dataclasses.asdict(AugmentParams()), "copies": 1, "preview": 3},
-                               weights_cfg=WEIGHTS_CFG, seed=0),
-        log=[str(tmp_path / "augment.log")], threads=1)
     (out / "augment").mkdir(parents=True)
-    runpy.run_path(str(ROOT / "scripts" / "augment.py"), init_globals={"snakemake": sm}, run_name="__main__")
+    run_script("augment.py",
+               input=SimpleNamespace(image=[str(stores[s] / "image" / "zarr.json") for s in ("a", "b")]),
+               output=SimpleNamespace(store=str(out / "augmented.zarr"), examples=str(out / "augment" / "examples.png")),
+               params=SimpleNamespace(samples=["a", "b"],
+                                      cfg={**dataclasses.asdict(AugmentParams()), "copies": 1, "preview": 3},
+                                      weights_cfg=WEIGHTS_CFG, seed=0),
+               log=[str(tmp_path / "augment.log")], threads=1)
     assert zarr.open_group(out / "augmented.zarr", mode="r")["b"]["image"].shape == (2, 36, 44)
     assert (out / "augment" / "examples.png").read_bytes()[:4] == b"\x89PNG"
     assert "augmented copies" in (tmp_path / "augment.log").read_text()

@@ -1,14 +1,8 @@
 """Tests of tileunet.metrics and the evaluate overlays: hand-built cases with known answers, properties."""
 
 import csv
-import doctest
 import itertools
-import logging
 import math
-import runpy
-import sys
-from pathlib import Path
-from types import SimpleNamespace
 
 import matplotlib.image
 import numpy as np
@@ -392,8 +386,3 @@ def test_overlays_show_the_cells_not_the_empty_frame():
     fig = pe.overlay_figure(np.zeros(true.shape), pred, true, title="f", margin=5)
     assert fig.axes[0].images[0].get_array().shape[:2] == (50, 80)
     assert fig.get_suptitle() == "f\n(rows 95-145, columns 195-275)"
-
-
-def test_docstring_examples():
-    for module in (tm, pe):
-        assert doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from tileunet import __version__
-from tileunet.model import (UNet, center_crop, check_input_size, input_size, load_checkpoint, load_model, margin,
+from tileunet.model import (UNet, center_crop, check_input_size, input_size, read_model_file, load_model, margin,
                             output_size, save_model, valid_sizes_near)
 
 
@@ -131,7 +131,7 @@ def test_save_and_load_model_round_trip(tmp_path):
     assert not loaded.training and loaded.config == net.config and loaded.normalization == norm
     for k, v in net.state_dict().items():
         assert torch.equal(v, loaded.state_dict()[k])
-    payload = load_checkpoint(path)
+    payload = read_model_file(path)
     assert payload["tileunet_version"] == __version__ and payload["iterations"] == 7
     x = torch.randn(2, 1, 28, 28)
     net.eval()

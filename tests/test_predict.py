@@ -229,30 +229,22 @@ def test_bad_input_is_refused_and_nothing_written(model, tmp_path, image, proble
     assert not list(tmp_path.iterdir())
 
 
-def test_bad_tile_writes_nothing(model, stack, tmp_path):
+def test_bad_tile_writes_nothing(model, stack, tmp_path, run_script):
     with pytest.raises(ValueError, match="predict.tile"):
         run(model, stack, tmp_path, tile=30)
     assert not list(tmp_path.iterdir())
 
 
-def _run_predict_script(tmp_path, cfg, step, output, work, part=None):
-    import runpy
-    import sys
-    from pathlib import Path
+def _run_predict_script(run_script, tmp_path, cfg, step, output, work, part=None):
     from types import SimpleNamespace
 
-    sm = SimpleNamespace(input=SimpleNamespace(model=str(tmp_path / "model.pt"), image=str(tmp_path / "s.ome.tif")),
-                         output=[str(output)], params=SimpleNamespace(cfg=cfg, work=str(work), step=step),
-                         wildcards=SimpleNamespace(part=part), threads=1, log=[str(tmp_path / f"{step}{part}.log")])
-    saved = sys.stderr  # the script redirects it to its log
-    try:
-        runpy.run_path(str(Path(__file__).parent.parent / "scripts" / "predict.py"), init_globals={"snakemake": sm})
-    finally:
-        sys.stderr = saved
-    return (tmp_path / f"{step}{part}.log").read_text()
+    log = tmp_path / f"{step}{part}.log"
+    run_script("predict.py", input=SimpleNamespace(model=str(tmp_path / "model.pt"), image=str(tmp_path / "s.ome.tif")),
+               output=[str(output)], params=SimpleNamespace(cfg=cfg, work=str(work), step=step),
+               wildcards=SimpleNamespace(part=part), threads=1, log=[str(log)])
+    return log.read_text()
 
-
-def test_script_predicts_an_ome_tiff_stack_in_one_job_or_scattered(model, stack, threshold, tmp_path):
+def test_script_predicts_an_ome_tiff_stack_in_one_job_or_scattered(model, stack, threshold, tmp_path, run_script):
     import tifffile
 
     from tileunet.model import save_model
@@ -264,9 +256,9 @@ def test_script_predicts_an_ome_tiff_stack_in_one_job_or_scattered(model, stack,
            "max_object_size": 64, "tta": False, "amp": False, "probability_dtype": "float16", "pyramid_levels": 2,
            "parts": 1, "scheduler_address": ""}
     with pytest.raises(InputError, match="model.pt: holds no post-processing.*Fix: set predict.instances"):
-        _run_predict_script(tmp_path, {**cfg, "instances": None}, "all", tmp_path / "s.ome.zarr", tmp_path / ".w")
+        _run_predict_script(run_script, tmp_path, {**cfg, "instances": None}, "all", tmp_path / "s.ome.zarr", tmp_path / ".w")
     assert not (tmp_path / "s.ome.zarr").exists() and not (tmp_path / ".w").exists()
-    log = _run_predict_script(tmp_path, cfg, "all", tmp_path / "s.ome.zarr", tmp_path / ".w")
+    log = _run_predict_script(run_script, tmp_path, cfg, "all", tmp_path / "s.ome.zarr", tmp_path / ".w")
     prob, labels = read_prediction(tmp_path / "s.ome.zarr")
     np.testing.assert_allclose(prob[1], predict.predict_image(model, stack[1]), atol=1e-3, rtol=0)
     assert zarr.open_group(tmp_path / "s.ome.zarr").attrs["ome"]["multiscales"][0]["axes"][0]["name"] == "z"
@@ -274,10 +266,10 @@ def test_script_predicts_an_ome_tiff_stack_in_one_job_or_scattered(model, stack,
 
     # scatter-gather: prepare, three bands as separate jobs (in any order), gather
     cfg3 = {**cfg, "parts": 3}
-    _run_predict_script(tmp_path, cfg3, "prepare", tmp_path / "m", tmp_path / ".w3")
+    _run_predict_script(run_script, tmp_path, cfg3, "prepare", tmp_path / "m", tmp_path / ".w3")
     for part in (2, 0, 1):
-        _run_predict_script(tmp_path, cfg3, "part", tmp_path / "m", tmp_path / ".w3", part=part)
-    _run_predict_script(tmp_path, cfg3, "gather", tmp_path / "s3.ome.zarr", tmp_path / ".w3")
+        _run_predict_script(run_script, tmp_path, cfg3, "part", tmp_path / "m", tmp_path / ".w3", part=part)
+    _run_predict_script(run_script, tmp_path, cfg3, "gather", tmp_path / "s3.ome.zarr", tmp_path / ".w3")
     one, three = zarr.open_group(tmp_path / "s.ome.zarr"), zarr.open_group(tmp_path / "s3.ome.zarr")
     for level in ("0", "1", "labels/cells/0", "labels/cells/1"):
         assert np.array_equal(one[level][...], three[level][...]), level

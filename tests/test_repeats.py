@@ -1,10 +1,6 @@
 """Repeated runs: mean ± sd per variant, every seed's row, and the comparison script."""
 
 import csv
-import logging
-import runpy
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib.image
@@ -24,7 +20,7 @@ def test_mean_and_sample_sd_per_variant_in_first_seen_order():
     assert repeats.mean_sd_text(rows[1], keys=("f1",))["f1"] == "0.900"
 
 
-def test_compare_runs_script_writes_seeds_and_summary(tmp_path):
+def test_compare_runs_script_writes_seeds_and_summary(tmp_path, run_script):
     paths, variants, seeds = [], [], []
     for variant, values in (("main", (0.8, 0.9, 0.85)), ("none", (0.5, 0.6, 0.7))):
         for seed, f1 in enumerate(values):
@@ -34,17 +30,10 @@ def test_compare_runs_script_writes_seeds_and_summary(tmp_path):
             variants.append(variant)
             seeds.append(seed)
     out = tmp_path / "out"
-    sm = SimpleNamespace(input=SimpleNamespace(metrics=[str(p) for p in paths]), log=[str(tmp_path / "c.log")],
-                         params=SimpleNamespace(variants=variants, seeds=seeds, title="Runs"),
-                         output=SimpleNamespace(runs=str(out / "runs.tsv"), table=str(out / "summary.tsv"),
-                                                html=str(out / "summary.html"), figure=str(out / "summary.png")))
-    stderr, handlers = sys.stderr, logging.getLogger().handlers[:]
-    try:
-        runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "compare_runs.py"), init_globals={"snakemake": sm})
-    finally:
-        sys.stderr.close()
-        sys.stderr = stderr
-        logging.getLogger().handlers[:] = handlers
+    run_script("compare_runs.py", input=SimpleNamespace(metrics=[str(p) for p in paths]), log=[str(tmp_path / "c.log")],
+               params=SimpleNamespace(variants=variants, seeds=seeds, title="Runs"),
+               output=SimpleNamespace(runs=str(out / "runs.tsv"), table=str(out / "summary.tsv"),
+                                      html=str(out / "summary.html"), figure=str(out / "summary.png")))
     with open(out / "summary.tsv") as fh:
         table = list(csv.DictReader(fh, delimiter="\t"))
     assert [r["variant"] for r in table] == ["main", "none"] and table[0]["runs"] == "3"

@@ -1,11 +1,7 @@
 """tileunet.weights against an independent per-cell naive map, hand-computed cases and the scripts' glue."""
 
-import doctest
 import json
-import logging
 import math
-import runpy
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -387,26 +383,6 @@ def test_previews_show_the_cells_not_the_empty_frame():
     fig = weight_figure(np.zeros(labels.shape, np.float32), labels, weight_map(labels), title="f", margin=5)
     assert fig.axes[0].images[0].get_array().shape[:2] == (30, 40)
     assert fig.get_suptitle() == "f  (rows 95-125, columns 195-235)"
-    import tileunet.plots
-
-    assert doctest.testmod(tileunet.plots).failed == 0
-
-
-def run_script(name, **snakemake):
-    """Run a Snakemake `script:` file with a stand-in `snakemake` object; undo its stderr and logging redirection."""
-    root, stderr = logging.getLogger(), sys.stderr
-    handlers, level = root.handlers[:], root.level
-    try:
-        runpy.run_path(str(ROOT / "scripts" / name), init_globals={"snakemake": SimpleNamespace(**snakemake)})
-    finally:
-        if sys.stderr is not stderr:
-            sys.stderr.close()
-            sys.stderr = stderr
-        for handler in root.handlers[:]:
-            if handler not in handlers:
-                root.removeHandler(handler)
-                handler.close()
-        root.handlers[:], root.level = handlers, level
 
 
 CFG = {"w0": 10.0, "sigma": 5.0, "tol": 1e-4, "border_region": "background", "class_balance": "inverse_frequency",
@@ -427,7 +403,7 @@ def make_sample(store, stack=False):
 
 
 @pytest.mark.parametrize("stack", [False, True])
-def test_weights_script(tmp_path, stack):
+def test_weights_script(tmp_path, stack, run_script):
     store = tmp_path / "data" / "s1.zarr"
     labels = make_sample(store, stack)
     run_script("weights.py", log=[str(tmp_path / "w.log")], params=SimpleNamespace(store=str(store), cfg=CFG),
@@ -444,7 +420,7 @@ def test_weights_script(tmp_path, stack):
     assert "weights" in (tmp_path / "w.log").read_text()
 
 
-def test_dataset_frequencies_scripts(tmp_path):
+def test_dataset_frequencies_scripts(tmp_path, run_script):
     stores = [tmp_path / f"s{k}.zarr" for k in range(2)]
     all_labels = [make_sample(s) for s in stores]
     freq_json = tmp_path / "weights" / "class_frequencies.json"
@@ -461,7 +437,7 @@ def test_dataset_frequencies_scripts(tmp_path):
     assert np.array_equal(weights[...], weight_map(all_labels[0], frequencies=frequencies))
 
 
-def test_weights_script_names_the_store_on_bad_labels(tmp_path):
+def test_weights_script_names_the_store_on_bad_labels(tmp_path, run_script):
     store = tmp_path / "bad.zarr"
     write_array(store, "image", np.zeros((8, 8), np.float32))
     write_array(store, "labels", np.full((8, 8), -3, np.int32))
@@ -470,9 +446,3 @@ def test_weights_script_names_the_store_on_bad_labels(tmp_path):
                    input=SimpleNamespace(frequencies=[]), wildcards=SimpleNamespace(sample="bad"),
                    output=SimpleNamespace(weights="", preview=str(tmp_path / "bad.png")))
     assert not (store / "weights").exists() and not (tmp_path / "bad.png").exists()
-
-
-def test_docstring_examples():
-    import tileunet.weights
-
-    assert doctest.testmod(tileunet.weights, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0

@@ -222,7 +222,7 @@ def save_model(path, model, normalization, extra=None):
     tmp.replace(path)
 
 
-def load_checkpoint(path):
+def read_model_file(path):
     """The raw model.pt dictionary (weights on CPU); raises a clear error on a foreign file."""
     path = Path(path)
     try:
@@ -249,7 +249,7 @@ def load_model(path, device="cpu"):
     (:func:`tileunet.postprocess.tune`) as ``model.postprocessing`` (None if
     the file holds none).
     """
-    payload = load_checkpoint(path)
+    payload = read_model_file(path)
     model = UNet(**payload["config"])
     model.load_state_dict(payload["state_dict"])
     model.normalization = payload.get("normalization", {})

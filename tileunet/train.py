@@ -12,8 +12,6 @@ run ends with exactly the weights of an uninterrupted one.
 """
 
 import dataclasses
-import hashlib
-import json
 import logging
 import math
 import random
@@ -24,18 +22,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import zarr
 from tqdm.auto import tqdm
 
+from . import targets
+from .checkpoint import data_fingerprint, fingerprint, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import with_defaults
 from .device import autocast, configure, flushed_denormals, select_device
 from .errors import InputError
 from .io import atomic_path
+from .loss import weighted_cross_entropy
 from .model import UNet, check_input_size
-from . import targets
-from .tiles import (IterationBatches, RandomTiles, TileReader, augmented_planes, sample_groups,
-                    validation_planes, validation_tiles)
+from .optim import make_ema, make_optimizer, make_scheduler
+from .tiles import IterationBatches, RandomTiles, TileReader, augmented_planes, validation_planes, validation_tiles
+from .validation import evaluate, validate_instances
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,6 @@ CHECKPOINT = "last.pt"
 METRIC_COLUMNS = ("iteration", "loss", "val_loss", "val_iou", "val_f1", "lr", "tiles_per_s")
 ROW_EVERY = 25
 """Iterations per metrics row at most (rows also fall on validations, checkpoints and the end)."""
-
-# Keys that change the trajectory of the weights; the others (how often to
-# validate or save, where and how fast to run) may change between a run and its resume.
-_RESUME_IGNORES = ("device", "val_interval", "val_tiles", "checkpoint_interval", "compile", "workers",
-                   "channels_last", "iterations", "select", "tune")
-
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -102,165 +96,6 @@ class Interrupted(Exception):
         self.signum, self.iteration, self.path = signum, iteration, path
         super().__init__(f"stopped by signal {signal.Signals(signum).name} at iteration {iteration}; "
                          f"checkpoint written to {path}. Rerun to resume")
-
-
-def weighted_cross_entropy(logits, target, weights, normalization="weighted_mean"):
-    """Pixel-wise soft-max cross-entropy weighted per pixel (paper equation 1).
-
-    Parameters
-    ----------
-    logits : torch.Tensor, (N, K, H, W)
-        Network output; computed in float32 whatever its dtype.
-    target : torch.Tensor of int, (N, H, W)
-        Class per pixel, already cropped to the output window.
-    weights : torch.Tensor, (N, H, W)
-        The weight map w(x) over the same window (0 excludes a pixel).
-    normalization : {"weighted_mean", "mean"}
-        ``sum(w * ce) / sum(w)`` or ``sum(w * ce) / (N H W)``.
-
-    Returns
-    -------
-    torch.Tensor, scalar float32
-
-    Notes
-    -----
-    The paper states the energy as the sum ``E = -sum_x w(x) log p_l(x)(x)``;
-    dividing by a constant per batch only rescales the learning rate. The
-    weighted mean makes the step size independent of the tile size and of the
-    border term's share of the tile.
-    """
-    return _reduce(_weighted_ce_map(logits, target, weights), weights, normalization)
-
-
-def _weighted_ce_map(logits, target, weights):
-    return F.cross_entropy(logits.float(), target, reduction="none") * weights.float()  # (N, H, W)
-
-
-def _reduce(wce, weights, normalization):
-    if normalization == "weighted_mean":
-        return wce.sum() / weights.float().sum().clamp_min(torch.finfo(torch.float32).tiny)
-    if normalization == "mean":
-        return wce.mean()
-    raise ValueError(f"loss normalization must be 'weighted_mean' or 'mean', got {normalization!r}")
-
-
-def make_optimizer(model, cfg):
-    """SGD with momentum (paper section 3) or Adam, over all parameters."""
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
-
-
-def _constant(step):
-    return 1.0
-
-
-def make_scheduler(optimizer, cfg):
-    """Per-iteration learning-rate schedule: constant (paper), cosine to 0 over ``iterations``, or step decay."""
-    if cfg.schedule == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, _constant)
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.iterations)
-    if cfg.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.step_gamma)
-    raise ValueError(f"schedule must be constant, cosine or step, got {cfg.schedule!r}")
-
-
-@torch.no_grad()
-def evaluate(model, val, batch_size, device, amp=False, normalization="weighted_mean", channels_last=False):
-    """Loss and foreground IoU over fixed validation tiles.
-
-    Parameters
-    ----------
-    model : UNet
-    val : tuple of torch.Tensor
-        image (T, C, h, w), target (T, H, W), weights (T, H, W) as from
-        :func:`tileunet.tiles.validation_tiles`; pixels of weight 0 are ignored.
-
-    Returns
-    -------
-    (float, float)
-        Loss normalised over all tiles as in training, and the IoU of
-        predicted (argmax not background) against true foreground.
-    """
-    was_training = model.training
-    model.eval()
-    wce_sum = w_sum = count = inter = union = 0.0
-    for k in range(0, len(val[0]), batch_size):
-        x, y, w = (t[k:k + batch_size].to(device) for t in val)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, amp):
-            logits = model(x)
-        wce_sum += _weighted_ce_map(logits, y, w).sum().item()
-        w_sum += w.sum().item()
-        count += w.numel()
-        inside = w > 0
-        pred, true = (logits.argmax(1) > 0) & inside, (y > 0) & inside
-        inter += (pred & true).sum().item()
-        union += (pred | true).sum().item()
-    model.train(was_training)
-    loss = wce_sum / max(w_sum, 1e-30) if normalization == "weighted_mean" else wce_sum / max(count, 1)
-    return loss, (inter / union if union else 1.0)
-
-
-def rng_state():
-    """Every RNG state a training step may touch (torch CPU and CUDA, numpy, Python)."""
-    np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-            "python": random.getstate()}
-
-
-def set_rng_state(state):
-    """Restore :func:`rng_state`'s output."""
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
-    random.setstate(_tuples(state["python"]))
-
-
-def _tuples(x):
-    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
-
-
-def save_checkpoint(path, payload):
-    """torch.save ``payload`` to ``path`` atomically (a kill never leaves half a file)."""
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def load_checkpoint(path):
-    """The checkpoint dict at ``path``, or None if there is none."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def fingerprint(model_config, cfg, seed, data):
-    """What must match for a checkpoint to be resumed: model, seed, data and trajectory-changing options.
-
-    ``iterations`` counts only for the cosine schedule (its period), so a
-    constant-rate run can be extended by raising it.
-    """
-    train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _RESUME_IGNORES}
-    if cfg.schedule == "cosine":
-        train["iterations"] = cfg.iterations
-    return {"model": dict(model_config), "train": train, "seed": int(seed), "data": str(data)}
-
-
-def data_fingerprint(path):
-    """Hash of the augmented set's attributes and array shapes (cheap; reads no pixels)."""
-    root = zarr.open_group(path, mode="r")
-    parts = [dict(root.attrs)] + [[name, {a: list(g[a].shape) for a in ("image", "labels", "weights")},
-                                   dict(g.attrs)] for name, g in sample_groups(root)]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class _SignalFlag:
@@ -325,7 +160,7 @@ class _Run:
         return self.model if self.ema is None else self.ema.module
 
     def resume(self):
-        ckpt = load_checkpoint(self.path)
+        ckpt = read_checkpoint(self.path)
         if ckpt is None:
             return
         if ckpt["fingerprint"] != self.fingerprint:
@@ -403,75 +238,6 @@ class _Run:
                 "set train.grad_clip (e.g. 1.0), or check the training data for NaN/inf (image and weights)")
         self.pending = []
         return float(values.mean())
-
-
-class _EmaDecay:
-    """The moving average's decay at the current step: ``min(decay, (1 + t) / (10 + t))``.
-
-    The warm-up (as TensorFlow's ``ExponentialMovingAverage`` with
-    ``num_updates``) keeps a short run from averaging in its untrained
-    start.  The step is set from the host, so updates need no device sync.
-    """
-
-    def __init__(self, decay):
-        self.decay, self.step = float(decay), 0
-
-    def __call__(self, averaged, current, num_averaged):
-        weight = 1.0 - min(self.decay, (1 + self.step) / (10 + self.step))
-        for a, c in zip(averaged, current):
-            a.lerp_(c, weight)
-
-
-def make_ema(model, decay):
-    """Exponential moving average of the weights (and buffers), or None for ``decay`` 0.
-
-    Not in the paper.  Averaging the last few hundred steps of a small data
-    set's noisy trajectory makes the delivered network, and its validation
-    score, far less dependent on the step where training happens to stop
-    (Polyak & Juditsky 1992; the weight EMA of timm and nnU-Net's successors).
-    Returns a :class:`torch.optim.swa_utils.AveragedModel` whose ``avg`` is
-    the :class:`_EmaDecay` to step.
-    """
-    if not 0 <= decay < 1:
-        raise ValueError(f"train.ema must be in [0, 1), got {decay}")
-    if decay == 0:
-        return None
-    from torch.optim.swa_utils import AveragedModel
-    schedule = _EmaDecay(decay)
-    ema = AveragedModel(model, multi_avg_fn=schedule, use_buffers=True)
-    ema.schedule = schedule
-    ema.module.eval()  # never trained itself: drop-out off whenever it is used
-    return ema
-
-
-def validate_instances(model, planes, tile, cfg, batch_size=4):
-    """Instance F1 of ``model`` on whole validation planes, with the post-processing tuned on them.
-
-    Parameters
-    ----------
-    model : UNet
-    planes : list of (image, labels)
-        Normalised (Y, X) planes and their instance labels (:func:`tileunet.tiles.validation_planes`).
-    tile : int
-        Output tile edge for the tiled forward pass.
-    cfg : TrainConfig
-        ``tune`` is the grid of :func:`tileunet.postprocess.tune`.
-
-    Returns
-    -------
-    (dict, (float, float))
-        :func:`tileunet.postprocess.tune`'s result and the chosen method's (F1, IoU).
-    """
-    from .postprocess import tune
-    from .predict import plane_maps
-
-    was_training = model.training
-    model.eval()
-    maps = [plane_maps(model, image, tile, batch_size) for image, _ in planes]
-    model.train(was_training)
-    tuned = tune([(m[0], m[1] if len(m) > 1 else None, labels) for m, (_, labels) in zip(maps, planes)], cfg.tune)
-    best = tuned[tuned["chosen"]]
-    return tuned, (best["val_f1"], best["val_iou"])
 
 
 def _validate(run, val, val_planes, tile, row, channels_last):
