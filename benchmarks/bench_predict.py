@@ -34,7 +34,9 @@ import zarr
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tileunet import predict  # noqa: E402
+from tileunet import predict, segment  # noqa: E402
+from tileunet.postprocess import PostProcessing  # noqa: E402
+from tileunet.tiling import grid_of, input_window, plan_tiling  # noqa: E402
 from tileunet.model import UNet  # noqa: E402
 
 GEN_CHUNK = 2048
@@ -70,8 +72,10 @@ def model_of(depth, base):
 
 def run_pipeline(model, image, tmp, tile, batch_size, dtype="float16"):
     t0 = time.perf_counter()
-    predict.predict_to_ome_zarr(model, image, Path(tmp) / "out.ome.zarr", Path(tmp) / "work", tile=tile,
-                                batch_size=batch_size, probability_dtype=dtype, pyramid_levels=3, progress=False)
+    # components: an untrained net's probability is noise, whose watershed would time the noise, not the pipeline
+    segment.predict_to_ome_zarr(model, image, Path(tmp) / "out.ome.zarr", Path(tmp) / "work", tile=tile,
+                                pp=PostProcessing("components", 0.5, 0), batch_size=batch_size,
+                                probability_dtype=dtype, pyramid_levels=3, progress=False)
     return time.perf_counter() - t0
 
 
@@ -80,11 +84,11 @@ def efficiency(size, threads):
     model = model_of(depth, base)
     with tempfile.TemporaryDirectory() as tmp:
         image = synthetic_slide(Path(tmp) / "slide.zarr", size)
-        t = predict.plan_tiling(model, tile)
-        _, ny, nx = predict.grid_of(image.shape, t.chunk)
+        t = plan_tiling(model, tile)
+        _, ny, nx = grid_of(image.shape, t.chunk)
         lo, hi = predict.plane_ranges(model, image)[0]
         origins = [(cy, cx) for cy in range(ny) for cx in range(nx)]
-        windows = [np.stack([predict.apply_range(predict.input_window(image, None, cy, cx, t), lo, hi)
+        windows = [np.stack([predict.apply_range(input_window(image, None, cy, cx, t), lo, hi)
                              for cy, cx in origins[i:i + batch]]) for i in range(0, len(origins), batch)]
         for shape in {w.shape for w in windows}:  # warm-up (oneDNN plans per shape), for both
             predict._forward(model, np.zeros(shape, np.float32))

@@ -19,7 +19,7 @@ from tileunet.io import open_array, pixel_size  # noqa: E402
 from tileunet.model import load_model  # noqa: E402
 from tileunet.ome import guess_leading_axis  # noqa: E402
 from tileunet.postprocess import resolve  # noqa: E402
-from tileunet.predict import band_rows, finalise, predict_rows, prepare, publish  # noqa: E402
+from tileunet.segment import ModelFile, band_rows, finalise, predict_rows, prepare, publish  # noqa: E402
 
 sm = snakemake  # noqa: F821
 cfg, step, work = sm.params.cfg, sm.params.step, sm.params.work
@@ -33,7 +33,7 @@ remote = bool(cfg["scheduler_address"])
 local = load_model(sm.input.model, device)
 pp = resolve(cfg, local.postprocessing, sm.input.model)  # before any work: a model without one is refused
 logging.info("instances: %s (%s)", pp.as_dict(), "config and validation" if local.postprocessing else "config")
-model = (sm.input.model, str(device)) if remote else local
+model = ModelFile(sm.input.model, str(device)) if remote else local
 if step in ("all", "prepare"):
     prepare(local, image, work, cfg["tile"], cfg["probability_dtype"], cfg["pyramid_levels"],
             guess_leading_axis(image_path), source=f"{image_path.resolve()} {stat.st_size} {stat.st_mtime_ns}",

@@ -43,3 +43,22 @@ def training_plane(seed, shape=(96, 128)):
 
     image, labels = touching_cells(shape=shape, n_cells=8, seed=seed)
     return normalize_plane(image).astype(np.float32), labels, weight_map(labels)
+
+
+def tiny_unet(depth=3, base=4, seed=0, n_classes=2):
+    """A small untrained U-Net in eval mode with the default normalisation, as model.pt would give."""
+    import torch
+
+    from tileunet.model import UNet
+
+    torch.manual_seed(seed)
+    model = UNet(depth=depth, base_channels=base, n_classes=n_classes, dropout=0.0).eval()
+    model.normalization = {"method": "percentile", "low": 1.0, "high": 99.8}
+    return model
+
+
+def blob_slide(shape, seed=0):
+    """Smooth blobs plus noise, uint16: structure for the net, not a multiple of any tile."""
+    rng = np.random.default_rng(seed)
+    img = ndimage.gaussian_filter(rng.random(shape), (0,) * (len(shape) - 2) + (3, 3))
+    return (img * 40000 + rng.normal(0, 300, shape)).clip(0, 65535).astype(np.uint16)

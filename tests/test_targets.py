@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from synthetic import touching_cells
 from tileunet import targets
-from tileunet.tiles import read_window
+from tileunet.tiling import read_window
 
 
 def test_border_of_two_touching_cells_hand_computed():

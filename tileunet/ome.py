@@ -216,7 +216,7 @@ def read_prediction(path, max_pixels=SMALL):
     Parameters
     ----------
     path : str or Path
-        A store written by :func:`tileunet.predict.predict_to_ome_zarr`.
+        A store written by :func:`tileunet.segment.predict_to_ome_zarr`.
     max_pixels : int
         Up to this many pixels numpy arrays are returned; above, lazy dask arrays.
 

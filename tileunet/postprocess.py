@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from . import instances, metrics, watershed
 from .errors import InputError
+from .tiling import chunk_slices, grid_of
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +203,8 @@ def resolve(cfg, stored, source="model.pt"):
     if method is None:
         raise InputError(source, "holds no post-processing chosen on validation images (it was written by "
                          "an older tileunet, or trained without validation samples)",
-                         f"set predict.instances and its parameters in the config, or re-train "
-                         f"(snakemake --forcerun train_model)")
+                         "set predict.instances and its parameters in the config, or re-train "
+                         "(snakemake --forcerun train_model)")
     chosen = stored.get(method, {})
     values = {k: cfg.get(k) if cfg.get(k) is not None else chosen.get(k) for k in PARAMETERS[method]}
     missing = [k for k, v in values.items() if v is None]
@@ -228,22 +229,17 @@ def label_chunked(foreground, seed_map, anchored, labels, chunk, halo, pp, decod
         Number of instances, and of instances reaching beyond the halo (0 for components).
     """
     if pp.instances == "components":
-        stack = foreground.ndim == 3
         shape = foreground.shape
-        grid = (shape[0] if stack else 1, -(-shape[-2] // chunk), -(-shape[-1] // chunk))
-
-        def box(p, cy, cx):
-            b = (slice(cy * chunk, (cy + 1) * chunk), slice(cx * chunk, (cx + 1) * chunk))
-            return (p, *b) if stack else b
 
         def read_mask(p, cy, cx):
             if progress:
                 progress(1)
-            return decode(foreground[box(p, cy, cx)]) > pp.threshold
+            return decode(foreground[chunk_slices(shape, chunk, p, cy, cx)]) > pp.threshold
 
         def write(p, cy, cx, lab):
-            labels[box(p, cy, cx)] = lab
+            labels[chunk_slices(shape, chunk, p, cy, cx)] = lab
 
+        grid = grid_of(shape, chunk)
         return instances.label_chunked(read_mask, write, grid, pp.min_size), 0
     p = pp.params()
     min_size = p.pop("min_size")

@@ -23,75 +23,9 @@ import zarr
 
 from . import targets
 from .errors import InputError
-
-MIRROR_MODE = "symmetric"
-"""numpy.pad mode of the border mirroring; dask's ``boundary="reflect"`` is the same."""
+from .tiling import inside_mask, read_window
 
 ARRAYS = ("image", "labels", "weights")
-
-
-def mirror_index(start, stop, n, mode=MIRROR_MODE):
-    """Indices into an axis of length ``n`` for positions ``start..stop-1``, mirrored outside.
-
-    Parameters
-    ----------
-    start, stop : int
-        Window on the axis; may extend beyond ``[0, n)`` by any amount.
-    n : int
-        Axis length, >= 1.
-    mode : {"symmetric", "reflect"}
-        As :func:`numpy.pad`: ``symmetric`` repeats the edge pixel, ``reflect`` does not.
-
-    Returns
-    -------
-    numpy.ndarray of int, shape (stop - start,)
-
-    Examples
-    --------
-    >>> mirror_index(-2, 5, 4).tolist()
-    [1, 0, 0, 1, 2, 3, 3]
-    """
-    if mode not in ("symmetric", "reflect"):
-        raise ValueError(f"mode must be 'symmetric' or 'reflect', got {mode!r}")
-    i = np.arange(start, stop)
-    if n == 1:
-        return np.zeros_like(i)
-    period = 2 * n if mode == "symmetric" else 2 * (n - 1)
-    i = np.mod(i, period)
-    return np.where(i < n, i, period - i - (1 if mode == "symmetric" else 0))
-
-
-def read_window(array, plane, y0, x0, height, width, mode=MIRROR_MODE):
-    """Read a ``height`` x ``width`` window at (y0, x0) of one plane, mirrored at the border.
-
-    Only the bounding box of the needed pixels is read from ``array``.
-
-    Parameters
-    ----------
-    array : array-like, shape (Y, X) or (N, Y, X)
-        zarr, numpy or anything sliceable.
-    plane : int or None
-        Index on the leading axis; None for a 2D array.
-    y0, x0 : int
-        Window origin (px); may be negative.
-    height, width : int
-
-    Returns
-    -------
-    numpy.ndarray, shape (height, width), dtype of ``array``
-    """
-    ny, nx = array.shape[-2:]
-    rows, cols = mirror_index(y0, y0 + height, ny, mode), mirror_index(x0, x0 + width, nx, mode)
-    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
-    block = np.asarray(array[box if plane is None else (plane, *box)])
-    return block[np.ix_(rows - rows.min(), cols - cols.min())]
-
-
-def inside_mask(y0, x0, height, width, shape):
-    """float32 (height, width): 1 where the window lies inside a plane of ``shape``, else 0."""
-    rows = (np.arange(y0, y0 + height) >= 0) & (np.arange(y0, y0 + height) < shape[0])
-    cols = (np.arange(x0, x0 + width) >= 0) & (np.arange(x0, x0 + width) < shape[1])
-    return (rows[:, None] & cols[None, :]).astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,14 +33,18 @@ every window it meets is labelled exactly as in the whole plane: the
 chunked labels equal :func:`watershed_plane`'s for every cell whose group
 extends less than ``halo`` px.  A colony larger than the halo is still
 labelled consistently where its cells' basins are local, which is the
-common case; :func:`tileunet.predict.finalise` logs how many instances
+common case; :func:`tileunet.segment.finalise` logs how many instances
 touch a window edge.
 """
+
+import itertools
 
 import numpy as np
 from scipy import ndimage
 from skimage.morphology import disk
 from skimage.segmentation import watershed
+
+from .tiling import chunk_box, chunk_slices, grid_of, halo_window, in_stack
 
 MAX_LABEL = np.iinfo(np.int32).max
 
@@ -233,28 +237,6 @@ def watershed_plane(foreground, seed_map=None, threshold=0.5, seed_threshold=0.8
     return apply_renumbering(anchored, *renumber(ids, counts, min_size))
 
 
-def window_box(shape, chunk, cy, cx, halo):
-    """The window of chunk (cy, cx) grown by ``halo`` px and clipped to a (Y, X) plane.
-
-    Returns
-    -------
-    window : (slice, slice)
-        In plane coordinates.
-    core : (slice, slice)
-        The chunk inside the window.
-
-    Examples
-    --------
-    >>> window_box((10, 7), 4, 1, 1, 2)
-    ((slice(2, 10, None), slice(2, 7, None)), (slice(2, 6, None), slice(2, 5, None)))
-    """
-    y0, x0 = cy * chunk, cx * chunk
-    y1, x1 = min(y0 + chunk, shape[0]), min(x0 + chunk, shape[1])
-    wy0, wx0 = max(y0 - halo, 0), max(x0 - halo, 0)
-    wy1, wx1 = min(y1 + halo, shape[0]), min(x1 + halo, shape[1])
-    return (slice(wy0, wy1), slice(wx0, wx1)), (slice(y0 - wy0, y1 - wy0), slice(x0 - wx0, x1 - wx0))
-
-
 def _edge_ids(anchored, window, plane_shape):
     """Anchored ids on the window's edges that are not the plane's edges."""
     edges = []
@@ -308,23 +290,17 @@ def label_chunked(foreground, seed_map, anchored, labels, chunk, halo, params, m
     """
     import dask
 
-    stack = foreground.ndim == 3
-    n = foreground.shape[0] if stack else 1
-    plane_shape = tuple(foreground.shape[-2:])
-    cells = [(p, cy, cx) for p in range(n) for cy in range(-(-plane_shape[0] // chunk))
-             for cx in range(-(-plane_shape[1] // chunk))]
-
-    def index(p, box):
-        return (p, *box) if stack else box
+    shape, plane_shape = foreground.shape, tuple(foreground.shape[-2:])
+    cells = list(itertools.product(*map(range, grid_of(shape, chunk))))
 
     def first(p, cy, cx):
-        window, core = window_box(plane_shape, chunk, cy, cx, halo)
-        fg = decode(foreground[index(p, window)])
-        sm = fg if seed_map is None else decode(seed_map[index(p, window)])
+        window, _ = halo_window(plane_shape, chunk, cy, cx, halo)
+        fg = decode(foreground[in_stack(shape, p, window)])
+        sm = fg if seed_map is None else decode(seed_map[in_stack(shape, p, window)])
         full = anchored_window(fg, sm, (window[0].start, window[1].start), plane_shape, p, **params)
-        own = full[core]
-        box = tuple(slice(w.start + c.start, w.start + c.stop) for w, c in zip(window, core))
-        anchored[index(p, box)] = own
+        box = chunk_box(plane_shape, chunk, cy, cx)
+        own = full[tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, window))]
+        anchored[in_stack(shape, p, box)] = own
         ids, counts = np.unique(own[own > 0], return_counts=True)
         beyond = np.intersect1d(_edge_ids(full, window, plane_shape), ids)
         if progress:
@@ -332,9 +308,8 @@ def label_chunked(foreground, seed_map, anchored, labels, chunk, halo, params, m
         return ids, counts, beyond
 
     def second(p, cy, cx, keys, final):
-        window, core = window_box(plane_shape, chunk, cy, cx, halo)
-        box = tuple(slice(w.start + c.start, w.start + c.stop) for w, c in zip(window, core))
-        labels[index(p, box)] = apply_renumbering(anchored[index(p, box)], keys, final)
+        index = chunk_slices(shape, chunk, p, cy, cx)
+        labels[index] = apply_renumbering(anchored[index], keys, final)
         if progress:
             progress(1)
 
