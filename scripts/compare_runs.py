@@ -7,7 +7,7 @@ sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
 logging.basicConfig(stream=sys.stderr, level=logging.INFO)
 
 from tileunet.io import atomic_path  # noqa: E402
-from tileunet.metrics import read_summary, write_html, write_tsv  # noqa: E402
+from tileunet.tables import read_summary, write_html, write_tsv  # noqa: E402
 from tileunet.plots.evaluate import comparison_figure  # noqa: E402
 from tileunet.repeats import mean_sd_text, per_run, per_variant  # noqa: E402
 

@@ -1,6 +1,5 @@
 """Tests of tileunet.metrics and the evaluate overlays: hand-built cases with known answers, properties."""
 
-import csv
 import itertools
 import math
 
@@ -15,9 +14,9 @@ from scipy.sparse.csgraph import maximum_bipartite_matching
 from skimage.metrics import adapted_rand_error
 
 import tileunet.metrics as tm
+from tileunet.metrics.matching import _one_to_one
 import tileunet.plots.evaluate as pe
 from tileunet.plots import grey
-from tileunet.errors import InputError
 from tileunet.metrics import evaluate_pair
 
 PROPS = settings(max_examples=40, deadline=None)
@@ -146,13 +145,13 @@ def test_matching_keeps_the_most_pairs_not_the_greedy_best():
     # true A(1), B(2); pred P(1), Q(2): IoU P-A 0.45, P-B 0.40, Q-A 0.35.  Greedy on IoU takes P-A and
     # leaves Q alone; the optimum is P-B and Q-A.
     rows, cols, score = np.array([1, 2, 1]), np.array([1, 1, 2]), np.array([0.45, 0.40, 0.35])
-    np.testing.assert_array_equal(tm._one_to_one(rows, cols, score), [False, True, True])
+    np.testing.assert_array_equal(_one_to_one(rows, cols, score), [False, True, True])
     # Two matches beat one even when the single pair has the larger total IoU (0.9 > 0.3 + 0.3).
     score = np.array([0.9, 0.3, 0.3])
-    np.testing.assert_array_equal(tm._one_to_one(rows, cols, score), [False, True, True])
+    np.testing.assert_array_equal(_one_to_one(rows, cols, score), [False, True, True])
     # equal cardinality: the larger total IoU wins
     rows, cols, score = np.array([1, 1, 2, 2]), np.array([1, 2, 1, 2]), np.array([0.1, 0.9, 0.8, 0.1])
-    np.testing.assert_array_equal(tm._one_to_one(rows, cols, score), [False, True, True, False])
+    np.testing.assert_array_equal(_one_to_one(rows, cols, score), [False, True, True, False])
 
 
 def test_equal_halves_match_only_once():
@@ -205,53 +204,6 @@ def test_summarize_means_rates_and_sums_counts():
     assert tm.summarize(rows) == {"n_images": 2, "iou": 0.75, "mean_matched_iou": 0.8, "tp": 5, "merges": 1}
     out = tm.summarize([{"mean_matched_iou": float("nan")}])
     assert math.isnan(out["mean_matched_iou"])
-
-
-def test_write_tsv_round_trip(tmp_path):
-    rows = [{"sample": "a", "plane": 0, "iou": 1 / 3, "tp": 2}, {"sample": "summary", "plane": "", "n_images": 1}]
-    path = tmp_path / "m.tsv"
-    tm.write_tsv(rows, path)
-    with open(path) as fh:
-        table = list(csv.DictReader(fh, delimiter="\t"))
-    assert table[0] == {"sample": "a", "plane": "0", "iou": "0.333333", "tp": "2", "n_images": ""}
-    assert table[1]["sample"] == "summary" and table[1]["n_images"] == "1"
-    assert [p.name for p in tmp_path.iterdir()] == ["m.tsv"]
-    assert tm.read_summary(path) == {"n_images": 1}
-
-
-def test_write_html_shows_every_row_escaped_with_the_summary_in_bold(tmp_path):
-    from html.parser import HTMLParser
-
-    class Cells(HTMLParser):
-        rows, classes = [], []
-
-        def handle_starttag(self, tag, attrs):
-            if tag == "tr":
-                self.rows.append([])
-                self.classes.append(dict(attrs).get("class"))
-
-        def handle_data(self, data):
-            if self.rows and data.strip():
-                self.rows[-1].append(data.strip())
-
-    rows = [{"sample": "a<b>", "iou": 1 / 3, "tp": 2}, {"sample": "summary", "iou": 0.5, "n_images": 1}]
-    path = tmp_path / "m.html"
-    tm.write_html(rows, path, "T & t")
-    parser = Cells()
-    parser.feed(path.read_text())
-    assert parser.rows == [["sample", "iou", "tp", "n_images"], ["a<b>", "0.333", "2"], ["summary", "0.500", "1"]]
-    assert parser.classes == [None, None, "summary"]
-    assert "<title>T &amp; t</title>" in path.read_text() and [p.name for p in tmp_path.iterdir()] == ["m.html"]
-
-
-def test_read_summary_parses_numbers_and_refuses_tables_without_one(tmp_path):
-    path = tmp_path / "m.tsv"
-    rows = [{"sample": "a", "plane": 0, "iou": 0.5, "merges": 2}]
-    tm.write_tsv(rows + [{"sample": "summary", "plane": "", **tm.summarize(rows)}], path)
-    assert tm.read_summary(path) == {"n_images": 1, "iou": 0.5, "merges": 2}
-    tm.write_tsv(rows, path)
-    with pytest.raises(InputError, match="0 rows with sample=summary"):
-        tm.read_summary(path)
 
 
 # ------------------------------------------------------------------ properties
@@ -328,7 +280,7 @@ def test_bounds_and_identity(pred, data, threshold):
        score=st.lists(st.floats(0.01, 1.0), min_size=25, max_size=25))
 def test_matching_is_one_to_one_and_maximum(adj, score):
     rows, cols = np.nonzero(adj)
-    keep = tm._one_to_one(rows, cols, np.array(score[:len(rows)]))
+    keep = _one_to_one(rows, cols, np.array(score[:len(rows)]))
     assert len(set(rows[keep])) == len(set(cols[keep])) == keep.sum()
     oracle = maximum_bipartite_matching(sparse.csr_array(adj.astype(np.int8)), perm_type="column")
     assert keep.sum() == np.count_nonzero(oracle >= 0)

@@ -13,7 +13,6 @@ run ends with exactly the weights of an uninterrupted one.
 
 import dataclasses
 import logging
-import math
 import random
 import signal
 import threading
@@ -30,10 +29,10 @@ from .checkpoint import data_fingerprint, fingerprint, read_checkpoint, rng_stat
 from .config import with_defaults
 from .device import autocast, configure, flushed_denormals, select_device
 from .errors import InputError
-from .io import atomic_path
 from .loss import weighted_cross_entropy
 from .model import UNet, check_input_size
 from .optim import make_ema, make_optimizer, make_scheduler
+from .tables import write_tsv
 from .tiles import IterationBatches, RandomTiles, TileReader, augmented_planes, validation_planes, validation_tiles
 from .validation import evaluate, validate_instances
 
@@ -457,11 +456,4 @@ def _deliver(run):
 
 def write_metrics(path, history):
     """Write the metrics rows as TSV (``METRIC_COLUMNS``; empty cells where there was no validation)."""
-    def cell(v):
-        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else (
-            str(v) if isinstance(v, int) else f"{v:.6g}")
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as fh:
-            fh.write("\t".join(METRIC_COLUMNS) + "\n")
-            for row in history:
-                fh.write("\t".join(cell(row[c]) for c in METRIC_COLUMNS) + "\n")
+    write_tsv(history, path, METRIC_COLUMNS)
