@@ -4,7 +4,7 @@ import logging
 import sys
 from pathlib import Path
 
-from tileunet.augment import write_augmented
+from tileunet.augmented_set import write_augmented
 from tileunet.plots.augment import save_examples
 
 

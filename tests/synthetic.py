@@ -62,3 +62,17 @@ def blob_slide(shape, seed=0):
     rng = np.random.default_rng(seed)
     img = ndimage.gaussian_filter(rng.random(shape), (0,) * (len(shape) - 2) + (3, 3))
     return (img * 40000 + rng.normal(0, 300, shape)).clip(0, 65535).astype(np.uint16)
+
+
+#: The weights config of the augmentation tests (the paper's map).
+WEIGHTS_CFG = {"w0": 10.0, "sigma": 5.0, "tol": 1e-4, "border_region": "background",
+               "class_balance": "inverse_frequency", "class_weights": [1.0, 1.0], "frequency_scope": "image",
+               "separate_touching": True, "spacing": [1.0, 1.0], "border_term": True}
+
+
+def augment_cells(shape=(64, 80), seed=0, n_cells=6):
+    """(image float32, carved labels) of touching cells, as an augmentation source."""
+    from tileunet.weights import separate_touching
+
+    image, labels = touching_cells(shape, n_cells=n_cells, radius=8, seed=seed)
+    return (image / 1000.0).astype(np.float32), separate_touching(labels)
