@@ -64,7 +64,7 @@ def reference(image, labels, rng, weights=False):
 
 
 def ours(image, labels, source_weights, k, mode):
-    params = AugmentParams()
+    params = AugmentParams.from_config()
     t = draw_transform(params, copy_rng(0, "bench", 0, k))
     return augment_plane(image, labels, t, source_weights, mode, WEIGHTS, separate=True)
 
@@ -88,7 +88,7 @@ def per_copy(funcs, copies):
 
 def breakdown(image, labels, copies):
     """Median ms of each step of tileunet's recompute path."""
-    params = AugmentParams()
+    params = AugmentParams.from_config()
     steps = {"grid": [], "image": [], "labels": [], "separate": [], "weights": [], "gray": []}
     for k in range(copies):
         t = draw_transform(params, copy_rng(0, "bench", 0, k))
@@ -118,7 +118,7 @@ def backends(image, labels, copies):
     """
     times, diffs = {k: [] for k in ("torch cubic", "scipy cubic", "torch nearest", "scipy nearest")}, []
     for k in range(copies):
-        t = draw_transform(AugmentParams(), copy_rng(0, "bench", 0, k))
+        t = draw_transform(AugmentParams.from_config(), copy_rng(0, "bench", 0, k))
         grid = sampling_grid(t, image.shape)
         g = grid.numpy()[0].astype(np.float64)
         coords = np.stack([(g[..., 1] + 1) * (image.shape[0] - 1) / 2, (g[..., 0] + 1) * (image.shape[1] - 1) / 2])

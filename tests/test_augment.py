@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from synthetic import WEIGHTS_CFG
 from synthetic import augment_cells as cells
+from tileunet.config import defaults
 from tileunet.augment import AugmentParams, Transform, augment_plane, copy_rng, draw_transform, vary_intensity
 from tileunet.warp import displacement_field, sampling_grid, warp_image, warp_labels, warp_weights
 from tileunet.config import load_schema
@@ -45,7 +46,7 @@ def grid_pixels(grid, shape):
 
 def test_zero_displacement_and_no_other_transform_returns_the_input_exactly():
     image, labels = cells()
-    for params in (AugmentParams(**NOTHING), AugmentParams(**{**NOTHING, "elastic_p": 1.0, "elastic_std": 0.0})):
+    for params in (AugmentParams.from_config(NOTHING), AugmentParams.from_config({**NOTHING, "elastic_p": 1.0, "elastic_std": 0.0})):
         t = draw_transform(params, copy_rng(0, "a", 0, 0))
         out_image, out_labels, out_weights = augment_plane(image, labels, t, weights_kwargs=weight_kwargs(WEIGHTS_CFG),
                                                            separate=True)
@@ -80,7 +81,7 @@ def test_a_constant_displacement_shifts_the_image_by_it():
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), shape=st.tuples(st.integers(2, 70), st.integers(2, 70)))
 def test_sampling_grid_matches_the_composed_transform(seed, shape):
-    t = draw_transform(AugmentParams(scale_p=0.5), np.random.default_rng(seed))
+    t = draw_transform(AugmentParams.from_config(dict(scale_p=0.5)), np.random.default_rng(seed))
     got = grid_pixels(sampling_grid(t, shape), shape)
     np.testing.assert_allclose(got, source_coordinates(t, shape), atol=1e-3)
 
@@ -94,11 +95,11 @@ def test_displacement_field_is_elasticdeforms_bicubic_zoom_through_the_control_p
 
 
 def test_grid_displacement_statistics_match_the_configured_std():
-    params = AugmentParams(elastic_std=7.0, elastic_grid=4, elastic_p=1.0)
+    params = AugmentParams.from_config(dict(elastic_std=7.0, elastic_grid=4, elastic_p=1.0))
     grids = np.array([draw_transform(params, copy_rng(5, "s", 0, k)).elastic for k in range(400)])
     assert grids.shape == (400, 2, 4, 4)
     assert abs(grids.std() - 7.0) < 0.35 and abs(grids.mean()) < 0.3
-    drawn = [draw_transform(AugmentParams(elastic_p=0.25), copy_rng(5, "s", 0, k)).elastic is not None
+    drawn = [draw_transform(AugmentParams.from_config(dict(elastic_p=0.25)), copy_rng(5, "s", 0, k)).elastic is not None
              for k in range(400)]
     assert 0.19 < np.mean(drawn) < 0.31
 
@@ -109,7 +110,7 @@ def test_deformed_label_ids_are_a_subset_of_the_inputs(seed, big):
     _, labels = cells((40, 52), seed=seed % 1000)
     if big:  # ids float32 cannot hold: the float64 path
         labels = np.where(labels > 0, labels + 2**30 + 1, 0).astype(np.int32)
-    t = draw_transform(AugmentParams(elastic_std=15.0, scale_p=1.0), np.random.default_rng(seed))
+    t = draw_transform(AugmentParams.from_config(dict(elastic_std=15.0, scale_p=1.0)), np.random.default_rng(seed))
     out = warp_labels(labels, sampling_grid(t, labels.shape))
     assert out.dtype == np.int32 and set(np.unique(out)) <= set(np.unique(labels))
 
@@ -117,7 +118,7 @@ def test_deformed_label_ids_are_a_subset_of_the_inputs(seed, big):
 def test_interpolated_weights_stay_within_the_source_range():
     _, labels = cells()
     weights = weight_map(labels)
-    t = draw_transform(AugmentParams(), copy_rng(0, "w", 0, 0))
+    t = draw_transform(AugmentParams.from_config(), copy_rng(0, "w", 0, 0))
     out = warp_weights(weights, sampling_grid(t, weights.shape))
     assert weights.min() - 1e-5 <= out.min() and out.max() <= weights.max() + 1e-5
     _, _, w = augment_plane(cells()[0], labels, t, weights, weights_mode="interpolate")
@@ -126,7 +127,7 @@ def test_interpolated_weights_stay_within_the_source_range():
 
 def test_recomputed_weights_follow_the_deformed_and_recarved_labels():
     image, labels = cells()
-    t = draw_transform(AugmentParams(elastic_std=12.0, scale_p=1.0), copy_rng(3, "r", 0, 1))
+    t = draw_transform(AugmentParams.from_config(dict(elastic_std=12.0, scale_p=1.0)), copy_rng(3, "r", 0, 1))
     kwargs = weight_kwargs(WEIGHTS_CFG)
     _, out_labels, out_weights = augment_plane(image, labels, t, weights_kwargs=kwargs, separate=True)
     assert np.array_equal(out_labels, separate_touching(out_labels))  # no two cells 8-adjacent
@@ -148,11 +149,9 @@ def test_gray_value_variations():
     assert np.array_equal(noisy, vary_intensity(image, Transform(noise_std=0.05, noise_seed=7)))
 
 
-def test_params_defaults_are_the_schemas_and_bad_values_are_refused():
-    schema = load_schema()["properties"]["augment"]["properties"]
-    defaults = {f.name: f.default for f in dataclasses.fields(AugmentParams)}
-    assert defaults == {k: v["default"] for k, v in schema.items()}
-    assert (defaults["elastic_grid"], defaults["elastic_std"]) == (3, 10.0)  # the paper's
+def test_params_default_to_the_papers_grid_and_bad_values_are_refused():
+    params = AugmentParams.from_config()  # defaults: config/schema.yaml (tests/test_config.py)
+    assert (params.elastic_grid, params.elastic_std) == (3, 10.0)  # the paper's
     for bad in ({"scale_min": 1.2, "scale_max": 1.1}, {"rotate_p": 1.5}, {"copies": 0}, {"weights_mode": "x"},
                 {"rotat_p": 0.5}):
         with pytest.raises(InputError, match="augment"):
@@ -160,6 +159,11 @@ def test_params_defaults_are_the_schemas_and_bad_values_are_refused():
 
 
 def test_changing_one_probability_leaves_the_other_draws_unchanged():
-    a = draw_transform(AugmentParams(), copy_rng(0, "s", 0, 0))
-    b = draw_transform(AugmentParams(noise_p=1.0, rotate_p=0.0), copy_rng(0, "s", 0, 0))
+    a = draw_transform(AugmentParams.from_config(), copy_rng(0, "s", 0, 0))
+    b = draw_transform(AugmentParams.from_config(dict(noise_p=1.0, rotate_p=0.0)), copy_rng(0, "s", 0, 0))
     assert a.elastic == b.elastic and a.shift == b.shift and b.angle == 0.0 and b.noise_std == 0.03
+
+
+def test_params_have_the_schemas_keys_and_take_its_defaults():
+    built = dataclasses.asdict(AugmentParams.from_config())
+    assert set(built) == set(load_schema()["properties"]["augment"]["properties"]) and built == defaults("augment")

@@ -69,7 +69,7 @@ def test_store_layout_and_attributes_open_with_plain_zarr(written, stores):
     for name, planes, shape in (("a", 1, (40, 56)), ("b", 2, (36, 44))):
         g = root[name]
         assert g.attrs["source"] == str(stores[name]) and g.attrs["planes"] == planes
-        assert g.attrs["augment"] == dataclasses.asdict(AugmentParams(copies=2, noise_p=1.0, gamma_p=1.0))
+        assert g.attrs["augment"] == dataclasses.asdict(AugmentParams.from_config(dict(copies=2, noise_p=1.0, gamma_p=1.0)))
         assert len(g.attrs["transforms"]) == planes * 2 and g.attrs["seed"] == 11
         for arr, dtype in (("image", np.float32), ("labels", np.int32), ("weights", np.float32)):
             assert g[arr].shape == (planes * 2,) + shape and g[arr].dtype == dtype
@@ -145,7 +145,7 @@ def test_script_writes_store_and_examples_png(stores, tmp_path, run_script):
                input=SimpleNamespace(image=[str(stores[s] / "image" / "zarr.json") for s in ("a", "b")]),
                output=SimpleNamespace(store=str(out / "augmented.zarr"), examples=str(out / "augment" / "examples.png")),
                params=SimpleNamespace(samples=["a", "b"],
-                                      cfg={**dataclasses.asdict(AugmentParams()), "copies": 1, "preview": 3},
+                                      cfg={**dataclasses.asdict(AugmentParams.from_config()), "copies": 1, "preview": 3},
                                       weights_cfg=WEIGHTS_CFG, seed=0),
                log=[str(tmp_path / "augment.log")], threads=1)
     assert zarr.open_group(out / "augmented.zarr", mode="r")["b"]["image"].shape == (2, 36, 44)

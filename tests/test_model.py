@@ -1,5 +1,6 @@
 """The paper's U-Net: sizes, crop-and-concatenate, He initialisation, model.pt round trip."""
 
+import inspect
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from tileunet.config import defaults
 from tileunet import __version__
 from tileunet.model import (UNet, center_crop, check_input_size, input_size, read_model_file, load_model, margin,
                             output_size, save_model, valid_sizes_near)
@@ -150,3 +152,9 @@ def test_load_model_refuses_foreign_files(tmp_path):
     torch.save({"weights": torch.zeros(1)}, bad)
     with pytest.raises(ValueError, match="not a tileunet model file"):
         load_model(bad)
+
+
+def test_the_papers_network_is_the_schemas_default():
+    """UNet(...) keeps the paper's defaults in its signature (the contract); they are the schema's."""
+    signature = {k: p.default for k, p in inspect.signature(UNet).parameters.items() if k != "n_classes"}
+    assert signature == defaults("model")

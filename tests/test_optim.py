@@ -11,7 +11,7 @@ from tileunet.train import TrainConfig
 
 def test_schedules_and_optimizers():
     def lrs(**kw):
-        cfg = TrainConfig(iterations=10, lr=1.0, **kw)
+        cfg = TrainConfig.from_dict({"iterations": 10, "lr": 1.0, **kw})
         opt = make_optimizer(torch.nn.Linear(1, 1), cfg)
         sched = make_scheduler(opt, cfg)
         out = []

@@ -1,5 +1,6 @@
 """Training: convergence, resume to the bit, the delivered weights and their post-processing, guards."""
 
+import dataclasses
 import math
 import os
 import signal
@@ -9,6 +10,8 @@ import pytest
 import torch
 import zarr
 
+from tileunet.train import TrainConfig
+from tileunet.config import defaults, load_schema
 from tileunet.checkpoint import read_checkpoint
 from tileunet.device import flushes_denormals
 from tileunet.errors import InputError
@@ -94,6 +97,26 @@ def test_kill_and_resume_gives_identical_weights(training_stores, tmp_path):
     train(augmented, [val], TINY, {**TINY_TRAIN, "iterations": 4}, tmp_path / "c", seed=5, progress=False)
     extended, _ = train(augmented, [val], TINY, TINY_TRAIN, tmp_path / "c", seed=5, progress=False)
     _assert_identical(_state(whole), _state(extended))
+
+
+def test_sigkill_and_resume_gives_identical_weights_and_metrics(training_stores, tmp_path):
+    """SIGKILL runs no handler: the rerun resumes from the last periodic checkpoint to the same weights and rows."""
+    import subprocess
+    import sys
+    augmented, val = training_stores
+    whole, rows = train(augmented, [val], TINY, TINY_TRAIN, tmp_path / "a", seed=5, progress=False)
+    killed = subprocess.run([sys.executable, "-c", f"""
+import os, signal, torch
+from tileunet.train import train
+torch.set_num_threads(1)  # as the one_thread fixture here: another reduction order would differ in the last bits
+train({str(augmented)!r}, [{str(val)!r}], {TINY!r}, {TINY_TRAIN!r}, {str(tmp_path / "b")!r}, seed=5, progress=False,
+      on_step=lambda it, model: it == 5 and os.kill(os.getpid(), signal.SIGKILL))
+"""], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert read_checkpoint(tmp_path / "b" / CHECKPOINT)["iteration"] == 4  # the last one before the kill
+    resumed, history = train(augmented, [val], TINY, TINY_TRAIN, tmp_path / "b", seed=5, progress=False)
+    _assert_identical(_state(whole), _state(resumed))
+    assert [_no_speed(r) for r in history] == [_no_speed(r) for r in rows]
 
 
 def test_checkpoint_of_another_setup_is_not_resumed(training_stores, tmp_path, caplog):
@@ -231,3 +254,8 @@ def test_a_border_target_without_interior_pixels_is_refused(training_stores, tmp
     with pytest.raises(InputError, match=r"augmented.zarr: has no cell wider than 41 px.*Fix: lower train.border"):
         train(augmented, [val], TINY, {**TINY_TRAIN, "target": "border", "border_width": 20}, tmp_path / "w",
               progress=False)
+
+
+def test_train_config_has_the_schemas_keys_and_takes_its_defaults():
+    built = dataclasses.asdict(TrainConfig.from_dict({}))
+    assert set(built) == set(load_schema()["properties"]["train"]["properties"]) and built == defaults("train")

@@ -1,5 +1,6 @@
 """tileunet.weights against an independent per-cell naive map, hand-computed cases and the scripts' glue."""
 
+import inspect
 import json
 import math
 from pathlib import Path
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from scipy import ndimage
 from synthetic import touching_cells
 
+from tileunet.config import defaults
 from tileunet.errors import InputError
 from tileunet.io import write_array
 from tileunet.plots import cell_box
@@ -446,3 +448,12 @@ def test_weights_script_names_the_store_on_bad_labels(tmp_path, run_script):
                    input=SimpleNamespace(frequencies=[]), wildcards=SimpleNamespace(sample="bad"),
                    output=SimpleNamespace(weights="", preview=str(tmp_path / "bad.png")))
     assert not (store / "weights").exists() and not (tmp_path / "bad.png").exists()
+
+
+def test_weight_map_defaults_are_the_schemas():
+    """weight_map(...) keeps the paper's w0 and sigma in its signature (the contract); they are the schema's."""
+    schema = defaults("weights")  # class_weights: None in the signature, used only with class_balance explicit
+    signature = {k: p.default for k, p in inspect.signature(weight_map).parameters.items()
+                 if k in schema and k != "class_weights"}
+    assert signature and signature == {k: tuple(v) if isinstance(signature[k], tuple) else v
+                                       for k, v in schema.items() if k in signature}

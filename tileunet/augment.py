@@ -27,6 +27,7 @@ import math
 import numpy as np
 import torch
 
+from .config import with_defaults
 from .errors import InputError
 from .warp import sampling_grid, warp_image, warp_labels, warp_weights
 from .weights import separate_touching, weight_map
@@ -59,37 +60,37 @@ def _check_param(name, value, kind):
 
 @dataclasses.dataclass(frozen=True)
 class AugmentParams:
-    """The ``augment`` config section; defaults are the paper's and ``config/schema.yaml``'s.
+    """The ``augment`` config section (defaults: ``config/schema.yaml``, the paper's where it gives one).
 
     Probabilities ``*_p`` are in [0, 1]; lengths are in source pixels;
     intensities are in normalised units (``results/data`` images map the 1st
     and 99.8th percentiles to 0 and 1).  ``flip_p`` applies per axis.
     """
 
-    copies: int = 8
-    weights_mode: str = "recompute"
-    elastic_p: float = 1.0
-    elastic_grid: int = 3
-    elastic_std: float = 10.0
-    rotate_p: float = 1.0
-    rotate_degrees: float = 180.0
-    flip_p: float = 0.5
-    shift_p: float = 0.5
-    shift_px: float = 32.0
-    scale_p: float = 0.3
-    scale_min: float = 0.9
-    scale_max: float = 1.1
-    brightness_p: float = 0.5
-    brightness_delta: float = 0.1
-    contrast_p: float = 0.5
-    contrast_min: float = 0.8
-    contrast_max: float = 1.2
-    gamma_p: float = 0.3
-    gamma_min: float = 0.8
-    gamma_max: float = 1.25
-    noise_p: float = 0.3
-    noise_std: float = 0.03
-    preview: int = 4
+    copies: int
+    weights_mode: str
+    elastic_p: float
+    elastic_grid: int
+    elastic_std: float
+    rotate_p: float
+    rotate_degrees: float
+    flip_p: float
+    shift_p: float
+    shift_px: float
+    scale_p: float
+    scale_min: float
+    scale_max: float
+    brightness_p: float
+    brightness_delta: float
+    contrast_p: float
+    contrast_min: float
+    contrast_max: float
+    gamma_p: float
+    gamma_min: float
+    gamma_max: float
+    noise_p: float
+    noise_std: float
+    preview: int
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -102,12 +103,12 @@ class AugmentParams:
 
     @classmethod
     def from_config(cls, cfg=None):
-        """Build from a config dict; unknown keys are an error naming them."""
+        """Build from a config dict, missing keys taking the schema's defaults; unknown keys are an error."""
         cfg = dict(cfg or {})
         unknown = sorted(set(cfg) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise InputError("config augment", f"has unknown keys {unknown}", "remove them or fix their spelling")
-        return cls(**cfg)
+        return cls(**with_defaults("augment", cfg))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,34 +45,34 @@ ROW_EVERY = 25
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """The ``train`` section of the config (see config/schema.yaml for each key)."""
+    """The ``train`` section of the config (keys, meaning and defaults: config/schema.yaml)."""
 
-    device: str = "auto"
-    iterations: int = 10000
-    tile_size: int = 572
-    batch_size: int = 1
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.99
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    step_size: int = 5000
-    step_gamma: float = 0.1
-    grad_clip: float = 0.0
-    loss_normalization: str = "weighted_mean"
-    val_interval: int = 500
-    val_tiles: int = 16
-    checkpoint_interval: int = 500
-    amp: bool = True
-    channels_last: bool = True
-    compile: bool = False
-    workers: int = 2
-    foreground_p: float = 0.0
-    target: str = "foreground"
-    border_width: int = 2
-    ema: float = 0.0
-    select: str = "f1"
-    tune: dict = dataclasses.field(default_factory=dict)
+    device: str
+    iterations: int
+    tile_size: int
+    batch_size: int
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    schedule: str
+    step_size: int
+    step_gamma: float
+    grad_clip: float
+    loss_normalization: str
+    val_interval: int
+    val_tiles: int
+    checkpoint_interval: int
+    amp: bool
+    channels_last: bool
+    compile: bool
+    workers: int
+    foreground_p: float
+    target: str
+    border_width: int
+    ema: float
+    select: str
+    tune: dict
 
     @classmethod
     def from_dict(cls, values):
