@@ -7,11 +7,15 @@ from snakemake.utils import min_version
 min_version("9.0.1")
 
 
-configfile: "config/config.yaml"
+# The workflow's own config (beside this file, not in the working directory), under any --configfile.
+configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 include: "rules/pipeline.smk"
 include: "rules/ablation.smk"
+
+
+check_samples()
 
 
 rule all:

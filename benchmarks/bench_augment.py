@@ -35,7 +35,8 @@ from skimage.segmentation import expand_labels
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tileunet.augment import AugmentParams, augment_plane, copy_rng, draw_transform, vary_intensity  # noqa: E402
 from tileunet.warp import sampling_grid, warp_image, warp_labels  # noqa: E402
-from tileunet.weights import separate_touching, weight_map  # noqa: E402
+from tileunet.labels import separate_touching  # noqa: E402
+from tileunet.weights import weight_map  # noqa: E402
 
 CELLS = {512: 60, 1024: 250, 2048: 1000}  # image edge -> cells, as benchmarks/bench_weights.py
 WEIGHTS = {"w0": 10.0, "sigma": 5.0}

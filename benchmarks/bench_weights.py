@@ -24,7 +24,8 @@ from scipy import ndimage
 from skimage.segmentation import expand_labels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tileunet.weights import separate_touching, weight_map  # noqa: E402
+from tileunet.labels import separate_touching  # noqa: E402
+from tileunet.weights import weight_map  # noqa: E402
 
 CASES = {512: 60, 1024: 250, 2048: 1000}  # image edge -> cells
 W0, SIGMA = 10.0, 5.0

@@ -7,7 +7,7 @@ rule augment_set:
         labels=data_array("labels", samples_of("train")),
         weights=data_array("weights", samples_of("train")),
     output:
-        store=directory("results/augmented.zarr"),
+        store="results/augmented.zarr/zarr.json",  # the store's root file, not directory(): see predictions()
         examples=report("results/augment/examples.png", caption="../report/augment.rst", category="2. Augmentation"),
     log:
         "results/logs/augment.log",

@@ -13,11 +13,29 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
+from tileunet.preflight import check_config, check_sample_files, check_tile_sizes  # noqa: E402
+from tileunet.config import config_layers  # noqa: E402
 from tileunet.samples import read_sample_table  # noqa: E402
 
-validate(config, workflow.source_path("../config/schema.yaml"))
+# Everything checkable is checked here, before the first job, and refused with the file, the
+# problem and the fix. The layers of this run's configuration, lowest first (config/README.md):
+# the workflow's config/config.yaml, the --configfile files, --config; the schema's defaults under all.
+CONFIG_LAYERS = config_layers(workflow.config_settings.configfiles, workflow.config_settings.config,
+                              f"{workflow.basedir}/config/config.yaml")
+check_config(config, CONFIG_LAYERS)  # unknown keys, types, ranges: naming the file that set them
+validate(config, workflow.source_path("../config/schema.yaml"))  # fills in the schema's defaults
+check_tile_sizes(config, CONFIG_LAYERS)  # train.tile_size, predict.tile against model.depth / padding
 
 SAMPLES = read_sample_table(config["samples"])
+
+
+def check_samples():
+    """Every file of the sample table exists, is readable and has a layout tileunet reads.
+
+    Called by the Snakefile after its includes, so that the files that the workflow writes
+    itself (the demo's frames) are known and left to the job that reads them.
+    """
+    check_sample_files(SAMPLES, config["samples"], lambda path: any(r.is_producer(path) for r in workflow.rules))
 
 
 def samples_of(*splits):
@@ -40,12 +58,22 @@ def group_of(array_json):
     return str(Path(array_json).parent.parent)
 
 
+def predictions(samples):
+    """The root zarr.json of results/predictions/{sample}.ome.zarr for each sample.
+
+    The store is the folder; its zarr.json is the declared output rather than directory(),
+    for which Snakemake writes a .snakemake_timestamp into the store that zarr warns about
+    whenever the prediction is opened.
+    """
+    return [f"results/predictions/{s}.ome.zarr/zarr.json" for s in samples]
+
+
 def predict_work(wildcards, output):
-    """A slide's resumable prediction work folder, beside its output (not an output itself)."""
-    folder = Path(output[0]).parent
-    if folder.name.endswith(".parts"):  # a scatter-gather marker
-        folder = folder.parent
-    return str(folder / f".{wildcards.sample}.partial")
+    """A slide's resumable prediction work folder, beside its store (not an output itself).
+
+    output[0] is the store's zarr.json, or a scatter-gather marker in .{sample}.parts/.
+    """
+    return str(Path(output[0]).parent.parent / f".{wildcards.sample}.partial")
 
 
 def get_source(kind):

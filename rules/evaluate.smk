@@ -4,7 +4,7 @@
 
 rule evaluate_test:
     input:
-        predictions=expand("results/predictions/{sample}.ome.zarr", sample=samples_of("test")),
+        predictions=predictions(samples_of("test")),
         labels=data_array("labels", samples_of("test")),
         images=data_array("image", samples_of("test")),
     output:

@@ -3,6 +3,7 @@
 # job creates the store (predict_prepare), N jobs (predict_part, one GPU each) fill bands of
 # whole chunk rows, one job (predict_gather) labels, builds the pyramids and publishes; the
 # result equals the one-job run. Prepare and gather need no GPU: CPU resources and env.
+# The output is the store's root zarr.json, not directory(): see predictions() in common.smk.
 
 
 if config["predict"]["parts"] == 1:
@@ -12,7 +13,7 @@ if config["predict"]["parts"] == 1:
             model="results/model/model.pt",
             image=get_source("image"),
         output:
-            directory("results/predictions/{sample}.ome.zarr"),
+            "results/predictions/{sample}.ome.zarr/zarr.json",
         log:
             "results/logs/predict/{sample}.log",
         benchmark:
@@ -85,7 +86,7 @@ else:
                 "results/predictions/.{{sample}}.parts/part{part}.done", part=range(config["predict"]["parts"])
             ),
         output:
-            directory("results/predictions/{sample}.ome.zarr"),
+            "results/predictions/{sample}.ome.zarr/zarr.json",
         log:
             "results/logs/predict/{sample}.log",
         benchmark:
@@ -105,5 +106,5 @@ else:
 
 rule predict:
     input:
-        expand("results/predictions/{sample}.ome.zarr", sample=samples_of("test", "predict")),
+        predictions(samples_of("test", "predict")),
     localrule: True

@@ -3,7 +3,7 @@
 
 rule train_model:
     input:
-        augmented="results/augmented.zarr",
+        augmented="results/augmented.zarr/zarr.json",
         val=data_array("weights", samples_of("val")),
     output:
         model="results/model/model.pt",

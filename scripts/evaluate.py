@@ -12,14 +12,16 @@ from tqdm import tqdm  # noqa: E402
 
 from tileunet import metrics  # noqa: E402
 from tileunet.errors import InputError  # noqa: E402
-from tileunet.io import atomic_path, open_array  # noqa: E402
+from tileunet.io import atomic_path, open_array, store_of  # noqa: E402
 from tileunet.ome import read_prediction  # noqa: E402
 from tileunet.plots.evaluate import pick_planes, save_overlays  # noqa: E402
 
 sm = snakemake  # noqa: F821
 cfg = sm.params.cfg
-# Array folders from the inputs (.../{sample}.zarr/labels/zarr.json), so a module's replace_prefix applies.
+# Array folders and stores from the inputs (.../{sample}.zarr/labels/zarr.json, .../{sample}.ome.zarr/zarr.json),
+# so a module's replace_prefix applies.
 label_dirs, image_dirs = ([Path(p).parent for p in paths] for paths in (sm.input.labels, sm.input.images))
+stores = [store_of(p) for p in sm.input.predictions]
 truths = [open_array(d) for d in label_dirs]
 picks = pick_planes([t.shape[0] if t.ndim == 3 else 1 for t in truths], cfg["overlays"])
 
@@ -27,7 +29,7 @@ rows = []
 with atomic_path(sm.output.overlays) as folder:
     folder.mkdir()
     for sample, pred_path, label_dir, image_dir, truth, planes in tqdm(
-            list(zip(sm.params.samples, sm.input.predictions, label_dirs, image_dirs, truths, picks)),
+            list(zip(sm.params.samples, stores, label_dirs, image_dirs, truths, picks)),
             desc="evaluate", file=sys.stderr):
         prob, pred = read_prediction(pred_path)
         true = np.asarray(truth[...])

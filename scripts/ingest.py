@@ -5,7 +5,7 @@ import sys
 
 from tileunet.ingest import load_pair, normalize
 from tileunet.io import atomic_path, write_array
-from tileunet.weights import separate_touching
+from tileunet.labels import separate_touching
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)
 sys.stderr = open(snakemake.log[0], "a")

@@ -5,6 +5,7 @@ of chunk rows, wildcards.part of predict.parts) and "gather" (labels, pyramids, 
 """
 
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -14,8 +15,9 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 
 import torch  # noqa: E402
 
+from tileunet.checks import warn_constant  # noqa: E402
 from tileunet.device import select_device  # noqa: E402
-from tileunet.io import open_array, pixel_size  # noqa: E402
+from tileunet.io import open_array, pixel_size, store_of  # noqa: E402
 from tileunet.model import load_model  # noqa: E402
 from tileunet.ome import guess_leading_axis  # noqa: E402
 from tileunet.postprocess import resolve  # noqa: E402
@@ -27,6 +29,9 @@ torch.set_num_threads(sm.threads)
 device = select_device(cfg["device"] if step in ("all", "part") else "cpu")  # prepare/gather: CPU jobs and env
 image_path = Path(sm.input.image)
 image = open_array(image_path)
+store = store_of(sm.output[0])  # the OME-Zarr store: the rules declare its root zarr.json
+if step in ("all", "gather"):
+    shutil.rmtree(store, ignore_errors=True)  # as for a directory() output: no old store left if this job fails
 stat = image_path.stat()
 logging.info("%s: slide %s %s %s on %s, tile %d", step, image_path, image.shape, image.dtype, device, cfg["tile"])
 remote = bool(cfg["scheduler_address"])
@@ -35,6 +40,7 @@ pp = resolve(cfg, local.postprocessing, sm.input.model)  # before any work: a mo
 logging.info("instances: %s (%s)", pp.as_dict(), "config and validation" if local.postprocessing else "config")
 model = ModelFile(sm.input.model, str(device)) if remote else local
 if step in ("all", "prepare"):
+    warn_constant(image, image_path)
     prepare(local, image, work, cfg["tile"], cfg["probability_dtype"], cfg["pyramid_levels"],
             guess_leading_axis(image_path), source=f"{image_path.resolve()} {stat.st_size} {stat.st_mtime_ns}",
             tta=cfg["tta"], pixel_size=pixel_size(image_path))
@@ -44,5 +50,5 @@ if step in ("all", "part"):
                  workers=2 if device.type == "cuda" else 1, scheduler_address=cfg["scheduler_address"])
 if step in ("all", "gather"):
     n = finalise(work, pp, cfg["max_object_size"], workers=sm.threads)
-    publish(work, sm.output[0])
-    logging.info("wrote %s: %d instances", sm.output[0], n)
+    publish(work, store)
+    logging.info("wrote %s: %d instances", store, n)

@@ -72,7 +72,7 @@ WEIGHTS_CFG = {"w0": 10.0, "sigma": 5.0, "tol": 1e-4, "border_region": "backgrou
 
 def augment_cells(shape=(64, 80), seed=0, n_cells=6):
     """(image float32, carved labels) of touching cells, as an augmentation source."""
-    from tileunet.weights import separate_touching
+    from tileunet.labels import separate_touching
 
     image, labels = touching_cells(shape, n_cells=n_cells, radius=8, seed=seed)
     return (image / 1000.0).astype(np.float32), separate_touching(labels)

@@ -16,7 +16,8 @@ from tileunet.augment import AugmentParams, Transform, augment_plane, copy_rng, 
 from tileunet.warp import displacement_field, sampling_grid, warp_image, warp_labels, warp_weights
 from tileunet.config import load_schema
 from tileunet.errors import InputError
-from tileunet.weights import separate_touching, weight_kwargs, weight_map
+from tileunet.labels import separate_touching
+from tileunet.weights import weight_kwargs, weight_map
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTHING = dict(elastic_p=0.0, rotate_p=0.0, flip_p=0.0, shift_p=0.0, scale_p=0.0, brightness_p=0.0, contrast_p=0.0,

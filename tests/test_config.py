@@ -7,16 +7,17 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from tileunet.config import SCHEMA, iter_keys, load_schema, markdown_table
+from tileunet.config import (SCHEMA, WORKFLOW_CONFIG, config_layers, iter_keys, layered, load_schema,
+                             markdown_table, merge, source_of)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def merged(*names):
+    """The shipped config files layered as the workflow does, without the schema's defaults."""
     config = {}
     for name in names:
-        for key, value in yaml.safe_load((ROOT / "config" / name).read_text()).items():
-            config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+        config = merge(config, yaml.safe_load((ROOT / "config" / name).read_text()))
     return config
 
 
@@ -57,3 +58,33 @@ def test_unknown_and_out_of_range_values_are_refused():
     for bad in ({"bogus": 1}, {"weights": {"sigma": 0}}, {"train": {"optimiser": "sgd"}}, {"augment": {"flip_p": 2}}):
         with pytest.raises(Exception):
             validate(copy.deepcopy(bad), str(SCHEMA))
+
+
+def test_layers_apply_in_order_defaults_workflow_files_then_config(tmp_path):
+    """Schema defaults < the workflow's config/config.yaml < each --configfile in order < --config."""
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text("train: {lr: 0.5, iterations: 7}\npredict: {tile: 100}\n")
+    second.write_text("train: {lr: 0.25}\n")
+    layers = config_layers([first, second], {"seed": 9})
+    assert [name for name, _ in layers] == [str(WORKFLOW_CONFIG), str(first), str(second), "--config"]
+    cfg = layered(layers)
+    demo = yaml.safe_load(WORKFLOW_CONFIG.read_text())
+    assert cfg["train"]["lr"] == 0.25 and cfg["train"]["iterations"] == 7 and cfg["seed"] == 9  # files, --config
+    assert cfg["train"]["tile_size"] == demo["train"]["tile_size"] != 572  # the workflow's config, not the default
+    assert cfg["train"]["momentum"] == 0.99 and cfg["weights"]["tol"] == 1e-4  # the schema's defaults
+    assert cfg["train"]["tune"]["seed_erosions"] == [0, 1, 2, 4]  # nested sections merge key by key
+    assert source_of("train.lr", layers) == str(second) and source_of("train.iterations", layers) == str(first)
+    assert source_of("train.tile_size", layers) == str(WORKFLOW_CONFIG)
+    assert source_of("train.momentum", layers) == "the default in config/schema.yaml"
+    assert source_of("seed", layers) == "--config"
+
+
+def test_ci_config_is_complete_so_the_demo_config_does_not_leak_into_it():
+    """ci.yaml over the workflow's config/config.yaml is the same run as ci.yaml over the defaults alone."""
+    ci = ROOT / "config" / "ci.yaml"
+    over_demo = layered(config_layers([ci]))
+    alone = layered([(str(ci), yaml.safe_load(ci.read_text()))])
+    assert over_demo == alone
+    validate(copy.deepcopy(over_demo), str(SCHEMA))
+
+

@@ -39,6 +39,7 @@ PROVIDERS = {
     "tqdm": ("tqdm", {"tqdm"}),
     "torch": ("torch", {"pytorch", "pytorch-gpu", "pytorch-cpu"}),
     "yaml": ("pyyaml", {"pyyaml"}),
+    "jsonschema": ("jsonschema", {"jsonschema"}),  # tileunet.preflight: run by Snakemake itself, never in a job
     "snakemake": ("snakemake", {"snakemake", "snakemake-minimal"}),
 }
 # modules the Snakemake runtime provides to every job (the `snakemake` object, `snakemake.utils`)

@@ -32,7 +32,7 @@ def test_good_pair_round_trips(pair):
 def test_stacks_and_ome_tiff(tmp_path):
     a, la = touching_cells(seed=1)
     b, lb = touching_cells(seed=2)
-    ip = write(tmp_path, "s.ome.tif", np.stack([a, b]), ome=True)
+    ip = write(tmp_path, "s.ome.tif", np.stack([a, b]), ome=True, metadata={"axes": "ZYX"})  # undeclared: CYX
     lp = write(tmp_path, "s_l.tif", np.stack([la, lb]))
     im, lab, _ = load_pair(ip, lp)
     assert im.shape == (2, 96, 128) and np.array_equal(lab[1], lb)

@@ -193,7 +193,7 @@ def test_scatter_gather_on_slurm_equals_the_one_job_prediction(slurm_run, cluste
     one = tmp_path / "one"
     shutil.copytree(work / "results", one / "results", ignore=shutil.ignore_patterns("predictions", "evaluation"))
     (tmp_path / "one.yaml").write_text(yaml.safe_dump({"train": TRAIN}))
-    run(snakemake_cmd(one, samples / "samples.tsv", "results/predictions/d.ome.zarr", "--cores", "2",
+    run(snakemake_cmd(one, samples / "samples.tsv", "results/predictions/d.ome.zarr/zarr.json", "--cores", "2",
                       "--allowed-rules", "predict_sample", configfiles=[tmp_path / "one.yaml"]), cluster.env)
     a = zarr.open_group(work / "results/predictions/d.ome.zarr", mode="r")
     b = zarr.open_group(one / "results/predictions/d.ome.zarr", mode="r")

@@ -19,8 +19,8 @@ from tileunet.errors import InputError
 from tileunet.io import write_array
 from tileunet.plots import cell_box
 from tileunet.plots.weights import label_colours, save_weight_preview, weight_figure
-from tileunet.weights import (class_frequencies, cutoff_radius, separate_touching, two_nearest, weight_kwargs,
-                              weight_map, weight_map_stack)
+from tileunet.labels import separate_touching
+from tileunet.weights import class_frequencies, cutoff_radius, weight_kwargs, weight_map, weight_map_stack
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,30 +56,6 @@ def naive_weight_map(labels, w0=10.0, sigma=5.0, spacing=(1.0, 1.0), border_regi
     if border_region == "background":
         term = np.where(labels == 0, term, 0.0)
     return w + term
-
-
-def smaller_id_carved(labels):
-    """Pixel by pixel: a cell pixel with an 8-neighbour of a larger cell id becomes 0."""
-    out = labels.copy()
-    ny, nx = labels.shape
-    for y in range(ny):
-        for x in range(nx):
-            for dy in (-1, 0, 1):
-                for dx in (-1, 0, 1):
-                    v, u = y + dy, x + dx
-                    if 0 <= v < ny and 0 <= u < nx and 0 < labels[y, x] < labels[v, u]:
-                        out[y, x] = 0
-    return out
-
-
-def touching_pairs(labels):
-    """Number of 8-adjacent pixel pairs with different non-zero ids."""
-    n = 0
-    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
-        a = labels[max(-dy, 0):labels.shape[0] - max(dy, 0), max(-dx, 0):labels.shape[1] - max(dx, 0)]
-        b = labels[max(dy, 0):, max(dx, 0):][: a.shape[0], : a.shape[1]]
-        n += int(((a > 0) & (b > 0) & (a != b)).sum())
-    return n
 
 
 # ---------------------------------------------------------------- strategies
@@ -225,31 +201,6 @@ def test_class_balance_options():
     assert np.array_equal(w, np.ones((3, 3), np.float32))
 
 
-def test_two_nearest_is_exact_without_cutoff():
-    _, labels = touching_cells((30, 40), n_cells=6, radius=6, seed=3)
-    d1, d2 = two_nearest(labels)
-    ids = np.unique(labels[labels > 0])
-    dist = np.sort(np.stack([ndimage.distance_transform_edt(labels != i) for i in ids]), axis=0)
-    assert np.allclose(d1, dist[0], atol=1e-5) and np.allclose(d2, dist[1], atol=1e-5)
-    assert (d1[labels > 0] == 0).all()
-
-
-@settings(max_examples=80, deadline=None)
-@given(labels=label_images(), spacing=st.sampled_from([(1.0, 1.0), (0.5, 1.3), (2.0, 0.7)]),
-       radius=st.floats(0.0, 30.0))
-def test_two_nearest_is_exact_within_the_radius_and_never_underestimates(labels, spacing, radius):
-    d1, d2 = two_nearest(labels, spacing, radius)
-    ids = np.unique(labels[labels > 0])
-    dist = np.full((max(len(ids), 2),) + labels.shape, np.inf)
-    if len(ids):
-        dist[: len(ids)] = np.sort(np.stack([ndimage.distance_transform_edt(labels != i, sampling=spacing)
-                                             for i in ids]), axis=0)
-    within = dist[0] + dist[1] <= radius
-    np.testing.assert_allclose(d1[within], dist[0][within], atol=1e-5)
-    np.testing.assert_allclose(d2[within], dist[1][within], atol=1e-5)
-    assert (d1 >= dist[0] - 1e-5).all() and (d2 >= dist[1] - 1e-5).all()
-
-
 def test_cutoff_radius():
     r = cutoff_radius(10.0, 5.0, 1e-4)
     assert 10.0 * math.exp(-(r**2) / 50.0) == pytest.approx(1e-4)
@@ -295,39 +246,6 @@ def test_bad_parameters_are_refused(kwargs, name):
 
 
 # ---------------------------------------------------------------- separating touching cells
-
-def test_separate_touching_hand_computed():
-    labels = np.array([[1, 1, 2, 2],
-                       [1, 1, 2, 2],
-                       [3, 3, 0, 2]])
-    expected = np.array([[1, 0, 2, 2],
-                         [0, 0, 0, 2],
-                         [3, 3, 0, 2]])
-    assert np.array_equal(separate_touching(labels), expected)
-    assert np.array_equal(separate_touching(labels[None])[0], expected)
-
-
-@settings(max_examples=60, deadline=None)
-@given(labels=label_images(max_side=12))
-def test_separate_touching_properties(labels):
-    out = separate_touching(labels)
-    assert out.dtype == labels.dtype and out.shape == labels.shape
-    assert np.array_equal(out, smaller_id_carved(labels))
-    assert touching_pairs(out) == 0
-    assert ((out == labels) | (out == 0)).all()  # only carves, never relabels
-    assert np.array_equal(separate_touching(out), out)  # idempotent
-    assert np.array_equal(labels, labels.copy())  # input untouched
-
-
-def test_separate_touching_gap_is_one_pixel():
-    labels = np.zeros((6, 10), np.int32)
-    labels[:, :5], labels[:, 5:] = 1, 2
-    out = separate_touching(labels)
-    assert (out[:, 4] == 0).all() and (out[:, :4] == 1).all() and (out[:, 5:] == 2).all()
-    assert np.array_equal(separate_touching(labels.T), out.T)  # same gap whatever the border's orientation
-
-
-# ---------------------------------------------------------------- class frequencies and config
 
 def test_class_frequencies(tmp_path):
     stack = write_array(tmp_path / "s.zarr", "labels", np.array([[[0, 1], [2, 2]], [[0, 0], [0, 5]]], np.int32))

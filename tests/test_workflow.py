@@ -5,11 +5,13 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+import yaml
 import zarr
 
 from synthetic import touching_cells
@@ -122,6 +124,24 @@ def test_every_prediction_store_validates_and_carries_the_input_pixel_size(finis
 
 
 @pytest.mark.workflow
+def test_opening_a_store_warns_of_nothing(finished_run):
+    """No .snakemake_timestamp (or anything else) in a store that zarr would warn about when it lists members."""
+    from tileunet.ome import read_prediction
+    results = finished_run[0] / "results"
+    folder = results / "predictions"
+    assert sorted(p.name for p in folder.iterdir()) == ["d.ome.zarr", "e.ome.zarr", "movie.ome.zarr"]  # no leftovers
+    for store in [*folder.iterdir(), results / "augmented.zarr", *(results / "data").iterdir()]:
+        assert not [p for p in store.rglob(".*")], store
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            members = dict(zarr.open_group(store, mode="r").members(max_depth=None))
+            if store.parent == folder:
+                read_prediction(store)
+        assert members, store
+    assert {"0", "labels", "labels/cells"} <= set(dict(zarr.open_group(folder / "d.ome.zarr").members(max_depth=None)))
+
+
+@pytest.mark.workflow
 def test_forcerun_one_stage_reruns_it_and_downstream_only(finished_run):
     work, table = finished_run
     out = snakemake(work, "all", "-n", "--forcerun", "train_model", samples=table).stdout
@@ -158,6 +178,82 @@ def test_bad_config_is_refused_before_anything_runs(dataset, tmp_path, override,
                            "--config", f"samples={table}", override], capture_output=True, text=True)
     assert proc.returncode != 0 and message in proc.stderr + proc.stdout
     assert not (tmp_path / "results").exists()
+
+
+BAD_DRY_RUNS = {
+    # case: (extra sample row or None, config file text or None, message fragments)
+    "predict tile": (None, "predict:\n  tile: 61\n",
+                     ["t.yaml: predict.tile 61 is not an output edge of the depth-2", "Fix: set predict.tile to one of"]),
+    "train tile": (None, "train:\n  tile_size: 69\n",
+                   ["t.yaml: train.tile_size 69 is not a valid input edge", "Fix: set train.tile_size to one of"]),
+    "RGB slide": (("slide", "slide_rgb.tif", "", "predict"), None,
+                  ["slide_rgb.tif: is an RGB image with 3 channels", "not supported yet", "Fix: convert it to one grey"]),
+    "missing slide": (("slide", "gone.tif", "", "predict"), None,
+                      ["gone.tif: does not exist (image of sample 'slide'", "Fix: correct the path"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DRY_RUNS))
+def test_bad_input_stops_the_dry_run_with_file_problem_and_fix(dataset, tmp_path, case):
+    """Tile sizes, channels and missing files are refused by `snakemake -n`, before the first job."""
+    data, rows = dataset
+    row, text, fragments = BAD_DRY_RUNS[case]
+    tifffile.imwrite(tmp_path / "slide_rgb.tif", np.zeros((600, 500, 3), np.uint8))  # predicted as 600 frames before
+    table = write_samples(tmp_path, rows + ([(row[0], tmp_path / row[1], *row[2:])] if row else []))
+    extra = []
+    if text:
+        (tmp_path / "t.yaml").write_text(text)
+        extra = [str(tmp_path / "t.yaml")]
+    cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+           "--cores", "1", "--configfile", str(ROOT / "config" / "ci.yaml"), *extra, "--config", f"samples={table}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "InputError" in out, out[-3000:]
+    for fragment in fragments:
+        assert fragment in out, out[-3000:]
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.workflow
+def test_a_configfile_gives_the_same_run_in_any_folder_and_binary_masks_ingest(dataset, tmp_path):
+    """--configfile layers on the workflow's config/config.yaml, not on one in the working directory.
+
+    The user's file leaves the normalisation to the layers below it: both folders must take the
+    workflow's values, though the first holds a config/config.yaml of its own. Its table also
+    holds a 0/255 binary mask and a one-cell label image, which ingest must accept.
+    """
+    data, rows = dataset
+    mine = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
+    for key in ("normalize_low", "normalize_high"):
+        mine["ingest"].pop(key, None)
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(mine))
+    mask = np.zeros((90, 110), np.uint8)
+    mask[5:30, 5:40], mask[50:80, 60:100] = 255, 255
+    one = np.zeros((90, 110), np.uint16)
+    one[20:40, 30:60] = 1
+    tifffile.imwrite(tmp_path / "mask.tif", mask)
+    tifffile.imwrite(tmp_path / "one.tif", one)
+    table = write_samples(tmp_path, [rows[0], ("m", rows[1][1], tmp_path / "mask.tif", "train"),
+                                     ("s", rows[2][1], tmp_path / "one.tif", "val")])
+    here, there = tmp_path / "here", tmp_path / "there"
+    (here / "config").mkdir(parents=True)
+    (here / "config" / "config.yaml").write_text("ingest: {normalize_low: 40.0, normalize_high: 60.0}\n")
+    stores = {}
+    for folder, target in ((here, "ingest"), (there, "results/data/a.zarr/image/zarr.json")):
+        proc = subprocess.run([sys.executable, "-m", "snakemake", target, "-s", str(ROOT / "Snakefile"), "--cores", "2",
+                               "--directory", str(folder), "--configfile", str(tmp_path / "mine.yaml"),
+                               "--config", f"samples={table}"], capture_output=True, text=True)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        stores[folder] = zarr.open_group(folder / "results" / "data" / "a.zarr", mode="r")
+    demo = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["ingest"]
+    want = {"method": "percentile", "low": demo["normalize_low"], "high": demo["normalize_high"]}
+    assert stores[here]["image"].attrs["normalization"] == stores[there]["image"].attrs["normalization"] == want
+    np.testing.assert_array_equal(stores[here]["image"][...], stores[there]["image"][...])
+    m = zarr.open_group(here / "results" / "data" / "m.zarr", mode="r")["labels"]
+    assert m.attrs["binary_mask_components"] is True and m[...].max() == 2
+    s = zarr.open_group(here / "results" / "data" / "s.zarr", mode="r")["labels"]
+    assert s.attrs["binary_mask_components"] is False and s[...].max() == 1
+    assert "mask.tif is a binary mask" in (here / "results" / "logs" / "ingest" / "m.log").read_text()
 
 
 def test_bad_sample_table_is_refused(tmp_path):

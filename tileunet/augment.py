@@ -30,7 +30,8 @@ import torch
 from .config import with_defaults
 from .errors import InputError
 from .warp import sampling_grid, warp_image, warp_labels, warp_weights
-from .weights import separate_touching, weight_map
+from .labels import separate_touching
+from .weights import weight_map
 
 ARRAYS = ("image", "labels", "weights")
 WEIGHTS_MODES = ("recompute", "interpolate")
@@ -294,7 +295,7 @@ def augment_plane(image, labels, transform, weights=None, weights_mode="recomput
         Passed to :func:`tileunet.weights.weight_map` when recomputing.
     separate : bool
         Re-carve 1-px gaps between touching cells after warping
-        (:func:`tileunet.weights.separate_touching`): nearest-neighbour
+        (:func:`tileunet.labels.separate_touching`): nearest-neighbour
         sampling can close a 1-px gap, and copies keep the invariant of their
         source labels (carved pixels become background, ids never appear).
 

@@ -1,8 +1,14 @@
-"""The configuration schema as data: walk its keys and document them.
+"""The configuration schema as data: walk its keys, document them, layer configs.
 
 ``config/schema.yaml`` is the single source of truth; ``config/README.md``
 holds the table :func:`markdown_table` makes from it (a test keeps the two in
 step).
+
+A run's configuration is made of layers, each over the ones before it
+(:func:`config_layers`, :func:`layered`): the schema's defaults, then the
+workflow's own ``config/config.yaml`` (found beside the Snakefile, never in the
+working directory), then the ``--configfile`` files in the order given, then
+``--config`` values.  A nested section is merged key by key, as Snakemake does.
 """
 
 from pathlib import Path
@@ -11,6 +17,8 @@ import yaml
 
 SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 README = SCHEMA.with_name("README.md")
+WORKFLOW_CONFIG = SCHEMA.with_name("config.yaml")
+"""The workflow's own configuration (the demo): the layer under every ``--configfile``."""
 MARKER = "<!-- generated from schema.yaml by `python -m tileunet.config`; edit the schema, not this table -->\n"
 
 
@@ -53,6 +61,83 @@ def with_defaults(section, values):
     for key, value in dict(values or {}).items():
         out[key] = {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+def merge(base, over):
+    """``over`` merged into a copy of ``base``, dicts key by key (Snakemake's ``update_config``).
+
+    Examples
+    --------
+    >>> merge({"train": {"lr": 0.1, "iterations": 5}}, {"train": {"lr": 0.01}})
+    {'train': {'lr': 0.01, 'iterations': 5}}
+    """
+    out = dict(base)
+    for key, value in (over or {}).items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def config_layers(configfiles=(), overrides=None, workflow_config=WORKFLOW_CONFIG):
+    """The layers of a run's configuration, lowest first, as ``(source, values)`` pairs.
+
+    Parameters
+    ----------
+    configfiles : sequence of str or Path
+        The ``--configfile`` files, in the order given.
+    overrides : dict, optional
+        The ``--config`` values.
+    workflow_config : str or Path
+        The workflow's ``config/config.yaml``.
+
+    Returns
+    -------
+    list of (str, dict)
+        The workflow config, each config file, then ``"--config"``; the schema's
+        defaults lie under all of them (:func:`layered`).
+    """
+    layers = []
+    for path in [workflow_config, *configfiles]:
+        with open(path) as fh:
+            layers.append((str(path), yaml.safe_load(fh) or {}))
+    if overrides:
+        layers.append(("--config", dict(overrides)))
+    return layers
+
+
+def layered(layers, schema=None):
+    """The effective configuration: the schema's defaults, then each layer over the ones before.
+
+    Examples
+    --------
+    >>> cfg = layered([("a.yaml", {"train": {"lr": 0.1}}), ("--config", {"seed": 3})])
+    >>> cfg["train"]["lr"], cfg["train"]["momentum"], cfg["seed"]
+    (0.1, 0.99, 3)
+    """
+    schema = schema or load_schema()
+    out = {section: defaults(section, schema) for section in schema["properties"]}
+    for _, values in layers:
+        out = merge(out, values)
+    return out
+
+
+def source_of(key, layers):
+    """Which layer sets the dotted ``key`` last (the one in effect), or the schema default.
+
+    Examples
+    --------
+    >>> source_of("train.lr", [("a.yaml", {"train": {"lr": 0.1}}), ("b.yaml", {"seed": 1})])
+    'a.yaml'
+    >>> source_of("train.lr", [])
+    'the default in config/schema.yaml'
+    """
+    found = "the default in config/schema.yaml"
+    for source, values in layers:
+        node = values
+        for part in key.split("."):
+            node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+        if node is not KeyError:
+            found = source
+    return found
 
 
 def _fmt_default(value):

@@ -10,40 +10,18 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import relabel_sequential
 
+from .checks import check_finite, check_image, check_labels, check_pair, warn_constant, warn_no_cells
 from .errors import InputError
-from .io import read_array
+from .io import atomic_path, read_array, write_array
 from .normalize import normalize_plane
 
 log = logging.getLogger(__name__)
 
 
-def check_image(image, path):
-    """Refuse non-numeric dtypes and NaN/inf pixels; ``image`` is a numpy array."""
-    if image.dtype.kind not in "uif":
-        raise InputError(path, f"has pixel type {image.dtype}, not a number type", "save the image as an integer or float TIFF")
-    if image.dtype.kind == "f" and not np.isfinite(image).all():
-        n = int((~np.isfinite(image)).sum())
-        raise InputError(path, f"has {n} NaN or infinite pixel(s)", "replace them (e.g. with 0) before exporting the image")
-
-
-def check_labels(labels, path):
-    """Refuse non-integer or negative labels; return them as int64."""
-    if labels.dtype.kind == "b":
-        return labels.astype(np.int64)
-    if labels.dtype.kind == "f":
-        if not np.isfinite(labels).all() or not np.array_equal(labels, np.round(labels)):
-            raise InputError(path, "has non-integer label values", "labels must be integer instance ids (0 = background); save them as an integer TIFF")
-    elif labels.dtype.kind not in "ui":
-        raise InputError(path, f"has label type {labels.dtype}", "labels must be integer instance ids (0 = background)")
-    if labels.size and labels.min() < 0:
-        raise InputError(path, "has negative label values", "labels must be >= 0 (0 = background, 1.. = cells)")
-    return labels.astype(np.int64)
-
-
 def is_binary(labels):
     """True if the labels hold a single foreground value (a mask, not instances)."""
     values = np.unique(labels)
-    return len(values[values > 0]) == 1 and binary_to_instances(labels).max() > 1
+    return bool(len(values[values > 0]) == 1 and binary_to_instances(labels).max() > 1)
 
 
 def binary_to_instances(mask):
@@ -77,12 +55,14 @@ def load_pair(image_path, labels_path, binary_labels="components"):
     labels : numpy.ndarray of int32, same shape
     binary : bool, whether the labels were a binary mask turned into components
     """
-    image, labels = read_array(image_path), read_array(labels_path)
+    image = read_array(image_path)
     check_image(image, image_path)
-    if image.shape != labels.shape:
-        raise InputError(labels_path, f"has shape {labels.shape} but its image {image_path} has {image.shape}",
-                         "pair each image with the label file of the same size (and the same number of planes)")
+    check_finite(image, image_path)
+    labels = read_array(labels_path)
+    check_pair(image_path, image.shape, labels_path, labels.shape)
     labels = check_labels(labels, labels_path)
+    warn_constant(image, image_path)
+    warn_no_cells(labels, labels_path)
     binary = is_binary(labels)
     if binary:
         if binary_labels == "error":
@@ -102,3 +82,46 @@ def per_plane(func, array):
 def normalize(image, low=1.0, high=99.8):
     """Per-plane percentile normalisation (see :mod:`tileunet.normalize`); float32, same shape."""
     return per_plane(lambda p: normalize_plane(p, low, high), image)
+
+
+def ingest_sample(image_path, labels_path, store, split, low=1.0, high=99.8, chunk=1024,
+                  binary_labels="components", separate=False):
+    """Check one image / label pair and write it as ``results/data/{sample}.zarr`` (``image``, ``labels``).
+
+    Parameters
+    ----------
+    image_path, labels_path : str or Path
+        See :func:`load_pair`.
+    store : str or Path
+        The sample's Zarr group; written atomically, so a refusal leaves nothing behind.
+    split : str
+        The sample's split, recorded in the attributes.
+    low, high : float
+        Normalisation percentiles (:func:`normalize`).
+    chunk : int
+        Chunk edge of the arrays (whole planes of a stack are never split across chunks' leading axis).
+    binary_labels : {"components", "error"}
+        See :func:`load_pair`.
+    separate : bool
+        Carve a 1-px gap between touching cells (:func:`tileunet.weights.separate_touching`), as for
+        train and val labels.
+
+    Returns
+    -------
+    image shape : tuple of int
+    instances : int
+        The largest label id written.
+    """
+    from .weights import separate_touching  # numba: imported only where needed
+
+    image, labels, binary = load_pair(image_path, labels_path, binary_labels)
+    if separate:
+        labels = separate_touching(labels)  # takes (Y, X) or (N, Y, X)
+    chunks = tuple(min(c, s) for c, s in zip((1,) * (image.ndim - 2) + (chunk,) * 2, image.shape))
+    common = {"source_image": str(image_path), "source_labels": str(labels_path), "split": split}
+    with atomic_path(store) as tmp:
+        write_array(tmp, "image", normalize(image, low, high), chunks,
+                    {**common, "normalization": {"method": "percentile", "low": low, "high": high}})
+        write_array(tmp, "labels", labels, chunks,
+                    {**common, "binary_mask_components": binary, "touching_separated": bool(separate)})
+    return image.shape, int(labels.max(initial=0))

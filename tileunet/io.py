@@ -98,8 +98,69 @@ def open_array(path):
         arr = _open_zarr(path)
     else:
         raise InputError(path, f"has unsupported type '{path.suffix}'", "use TIFF/OME-TIFF or a Zarr array")
+    check_channels(arr.shape, declared_axes(path, arr.ndim), path)
     arr = squeeze_singletons(arr, path)
     return arr
+
+
+def declared_axes(path, ndim):
+    """The axis letters (lower case) a file declares for its ``ndim``-dimensional array, or None.
+
+    TIFF: tifffile's axes of the first series (``yxs`` for RGB, ``cyx`` for an ImageJ or
+    OME-TIFF channel stack, ``q`` for unknown); OME-Zarr: the multiscales ``axes`` names, a
+    ``channel``-type axis written ``c``.  None where the file declares nothing that matches.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            with tifffile.TiffFile(path) as tif:
+                axes = tif.series[0].axes.lower()
+        else:
+            axes = ""
+            for group, dataset in ((path, "0"), (path.parent, path.name)):
+                try:
+                    attrs = zarr.open_group(group, mode="r").attrs.asdict()
+                except Exception:  # not a group
+                    continue
+                ms = (attrs.get("ome", attrs).get("multiscales") or [{}])[0]
+                if any(d.get("path") == dataset for d in ms.get("datasets", [])):
+                    axes = "".join("c" if isinstance(a, dict) and a.get("type") == "channel" else
+                                   (a["name"] if isinstance(a, dict) else a)[0] for a in ms.get("axes", [])).lower()
+                    break
+    except Exception:  # metadata only helps: unreadable files are reported when opened or read
+        return None
+    return axes if len(axes) == ndim else None
+
+
+def check_channels(shape, axes, path):
+    """Refuse RGB and multichannel data: a declared channel or sample axis, or a trailing axis of <= 4.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The array's shape as stored.
+    axes : str or None
+        :func:`declared_axes`; None falls back on the shape: a 3D array whose last axis is
+        4 or shorter is (Y, X, C), not a stack of 4-pixel-wide planes.
+    path : str or Path
+        For the message.
+    """
+    shape = tuple(shape)
+    channels = [n for a, n in zip(axes or "", shape) if a in "cs" and n > 1]
+    if not channels and not axes and len(shape) == 3 and shape[-1] <= 4 < shape[-2]:
+        channels = [shape[-1]]
+    if not channels:
+        return
+    n = channels[0]
+    kind = "RGB" if n == 3 else "RGBA" if n == 4 and "s" in (axes or "s") else "multichannel"
+    declared = f", axes {axes.upper()}" if axes else ""
+    planar = (f"; if its {n} planes are a Z or T stack rather than colours, save it with "
+              f"`tifffile.imwrite(path, stack, photometric='minisblack')`" if (axes or "")[:1] == "s" else "")
+    raise InputError(path, f"is {'an' if kind[0] in 'RA' else 'a'} {kind} image with {n} channels (shape {shape}"
+                     f"{declared}); RGB and multichannel images are not supported yet: tileunet segments one grey "
+                     f"channel", "convert it to one grey channel (e.g. `skimage.color.rgb2gray` of its (Y, X, 3) pixels, "
+                     "saved with `tifffile.imwrite`) or export the channel to segment as a 2D image or stack (label "
+                     f"images hold one instance id per pixel, not colours){planar}")
 
 
 def squeeze_singletons(arr, path):
@@ -127,6 +188,21 @@ def read_array(path):
         return np.asarray(arr[...])
     except Exception as exc:
         raise InputError(path, f"has unreadable pixel data ({exc})", "re-export the file; it is truncated or corrupt") from exc
+
+
+def store_of(path):
+    """The Zarr store a path names: the folder of a root ``zarr.json``, else the path itself.
+
+    The workflow declares a store's root ``zarr.json`` as a rule's output rather than the
+    folder, so that Snakemake writes no marker file into the Zarr hierarchy.
+
+    Examples
+    --------
+    >>> str(store_of("results/predictions/a.ome.zarr/zarr.json")), str(store_of("results/augmented.zarr"))
+    ('results/predictions/a.ome.zarr', 'results/augmented.zarr')
+    """
+    path = Path(path)
+    return path.parent if path.name == "zarr.json" else path
 
 
 def _remove(path):

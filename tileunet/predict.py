@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from . import __version__
+from .checks import check_image  # noqa: F401 (shared with ingest and the workflow; segment imports it from here)
 from .device import autocast
-from .errors import InputError
 from .normalize import apply_range, intensity_range
 from .tiling import chunk_slices, grid_of, input_window, plan_tiling, smallest_output
 
@@ -30,16 +30,6 @@ def normalization_params(model):
         raise ValueError(f"model normalization {norm.get('method')!r} is unknown to this tileunet "
                          f"({__version__}). Fix: re-train the model with this version")
     return float(norm.get("low", 1.0)), float(norm.get("high", 99.8))
-
-
-def check_image(image, path="image"):
-    """Refuse what the pipeline cannot segment: not (Y, X) / (N, Y, X), empty, or not real numbers."""
-    shape, dtype = tuple(image.shape), np.dtype(image.dtype)
-    if len(shape) not in (2, 3) or 0 in shape:
-        raise InputError(path, f"has shape {shape}; prediction takes a 2D (Y, X) image or an (N, Y, X) stack",
-                         "export one channel as a 2D image or a Z/T stack")
-    if dtype.kind not in "biuf":
-        raise InputError(path, f"has dtype {dtype}", "convert it to an integer or floating-point grey image")
 
 
 #: The 8 symmetries of the square as (quarter turns, mirrored) for test-time augmentation.
