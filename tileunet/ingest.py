@@ -103,7 +103,7 @@ def ingest_sample(image_path, labels_path, store, split, low=1.0, high=99.8, chu
     binary_labels : {"components", "error"}
         See :func:`load_pair`.
     separate : bool
-        Carve a 1-px gap between touching cells (:func:`tileunet.weights.separate_touching`), as for
+        Carve a 1-px gap between touching cells (:func:`tileunet.labels.separate_touching`), as for
         train and val labels.
 
     Returns
@@ -112,7 +112,7 @@ def ingest_sample(image_path, labels_path, store, split, low=1.0, high=99.8, chu
     instances : int
         The largest label id written.
     """
-    from .weights import separate_touching  # numba: imported only where needed
+    from .labels import separate_touching  # numba: imported only where needed
 
     image, labels, binary = load_pair(image_path, labels_path, binary_labels)
     if separate:
