@@ -10,7 +10,6 @@ import pytest
 import torch
 import zarr
 
-from tileunet.train import TrainConfig
 from tileunet.config import defaults, load_schema
 from tileunet.checkpoint import read_checkpoint
 from tileunet.device import flushes_denormals
@@ -19,7 +18,9 @@ from tileunet.model import UNet
 from tileunet.plots.train import loss_curve
 from tileunet.targets import border_classes
 from tileunet.tiles import TileReader, augmented_planes
-from tileunet.train import CHECKPOINT, METRIC_COLUMNS, Interrupted, NonFiniteLossError, train, write_metrics
+from tileunet.interrupts import Interrupted, NonFiniteLossError
+from tileunet.train import METRIC_COLUMNS, TrainConfig, train, write_metrics
+from tileunet.training_run import CHECKPOINT
 
 TINY = {"depth": 2, "base_channels": 4, "dropout": 0.2}
 TINY_TRAIN = {"device": "cpu", "iterations": 6, "tile_size": 28, "batch_size": 2, "optimizer": "sgd", "lr": 0.01,

@@ -14,10 +14,7 @@ run ends with exactly the weights of an uninterrupted one.
 import dataclasses
 import logging
 import random
-import signal
-import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,20 +22,19 @@ import zarr
 from tqdm.auto import tqdm
 
 from . import targets
-from .checkpoint import data_fingerprint, fingerprint, read_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import data_fingerprint, fingerprint
 from .config import with_defaults
-from .device import autocast, configure, flushed_denormals, select_device
+from .device import configure, flushed_denormals, select_device
 from .errors import InputError
-from .loss import weighted_cross_entropy
+from .interrupts import Interrupted, SignalFlag, worker_init
 from .model import UNet, check_input_size
-from .optim import make_ema, make_optimizer, make_scheduler
 from .tables import write_tsv
 from .tiles import IterationBatches, RandomTiles, TileReader, augmented_planes, validation_planes, validation_tiles
+from .training_run import TrainingRun, deliver
 from .validation import evaluate, validate_instances
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "last.pt"
 METRIC_COLUMNS = ("iteration", "loss", "val_loss", "val_iou", "val_f1", "lr", "tiles_per_s")
 ROW_EVERY = 25
 """Iterations per metrics row at most (rows also fall on validations, checkpoints and the end)."""
@@ -84,46 +80,6 @@ class TrainConfig:
         return cls(**with_defaults("train", values))
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or inf; the last good checkpoint is kept."""
-
-
-class Interrupted(Exception):
-    """Training stopped by a signal after writing a checkpoint; rerun to resume."""
-
-    def __init__(self, signum, iteration, path):
-        self.signum, self.iteration, self.path = signum, iteration, path
-        super().__init__(f"stopped by signal {signal.Signals(signum).name} at iteration {iteration}; "
-                         f"checkpoint written to {path}. Rerun to resume")
-
-
-class _SignalFlag:
-    """Turns SIGTERM/SIGINT into a flag checked between iterations (main thread only)."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self):
-        self.signum, self._previous = None, {}
-
-    def _handle(self, signum, frame):
-        self.signum = self.signum or signum
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc):
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-
-def _worker_init(worker_id):
-    # Workers leave signals to the main process, which saves a checkpoint and then shuts them down.
-    for s in _SignalFlag.SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
-
-
 def _is_out_of_memory(exc):
     text = str(exc).lower()
     return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or any(
@@ -136,107 +92,6 @@ def _memory_advice(model, cfg, device):
             f"on {cfg.batch_size} tile(s) of {cfg.tile_size} px. Fix: lower train.batch_size, lower "
             f"train.tile_size (keep it valid), lower model.base_channels or model.depth"
             + ("" if cfg.amp or torch.device(device).type != "cuda" else ", or set train.amp: true"))
-
-
-class _Run:
-    """State of one fit() call: the model, its moving average, the optimiser, the best validation and the rows."""
-
-    def __init__(self, model, cfg, device, checkpoint_dir, fingerprint_):
-        self.model, self.cfg, self.device = model, cfg, device
-        self.path = Path(checkpoint_dir) / CHECKPOINT
-        self.fingerprint = fingerprint_
-        self.optimizer = make_optimizer(model, cfg)
-        self.scheduler = make_scheduler(self.optimizer, cfg)
-        self.ema = make_ema(model, cfg.ema)
-        self.iteration, self.saved, self.history = 0, None, []
-        self.best = None  # {"iteration", "score", "postprocessing", "state"} of the best validation
-        self.pending = []  # losses since the last metrics row
-        self.lr = cfg.lr  # learning rate of the latest step
-
-    @property
-    def evaluated(self):
-        """The network validated and delivered: the moving average if there is one."""
-        return self.model if self.ema is None else self.ema.module
-
-    def resume(self):
-        ckpt = read_checkpoint(self.path)
-        if ckpt is None:
-            return
-        if ckpt["fingerprint"] != self.fingerprint:
-            changed = sorted(k for k in self.fingerprint if ckpt["fingerprint"].get(k) != self.fingerprint[k])
-            log.warning("checkpoint %s was made with a different %s; starting afresh", self.path, changed)
-            return
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if self.ema is not None:
-            self.ema.load_state_dict(ckpt["ema"])
-        self.iteration = self.saved = ckpt["iteration"]
-        self.history, self.best = list(ckpt["history"]), ckpt.get("best")
-        self.pending = [torch.tensor(v, device=self.device) for v in ckpt.get("pending", [])]
-        set_rng_state(ckpt["rng"])
-        log.info("resumed from %s at iteration %d", self.path, self.iteration)
-
-    def save(self):
-        """Write the checkpoint, unless a step made the weights non-finite (a finite loss can hide that)."""
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
-            raise NonFiniteLossError(
-                f"the loss was finite but the weights are NaN or inf after iteration {self.iteration}; "
-                f"training stopped and {self._kept()}. Fix: lower train.lr or set train.grad_clip (e.g. 1.0)")
-        save_checkpoint(self.path, {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "iteration": self.iteration, "rng": rng_state(),
-            "history": self.history, "fingerprint": self.fingerprint, "best": self.best,
-            "ema": None if self.ema is None else self.ema.state_dict(),
-            # the losses of a row in progress, so that a resumed run logs the row an uninterrupted one does
-            "pending": [float(v) for v in self.pending]})
-        self.saved = self.iteration
-
-    def step(self, forward, x, y, w):
-        """One optimiser step; queues the loss as a device tensor (no host sync)."""
-        cfg = self.cfg
-        with autocast(self.device, cfg.amp):
-            logits = forward(x)  # (N, K, H', W')
-        loss = weighted_cross_entropy(logits, y, w, cfg.loss_normalization)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.lr = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.step()
-        self.scheduler.step()
-        if self.ema is not None:
-            self.ema.schedule.step = self.iteration
-            self.ema.update_parameters(self.model)
-        self.pending.append(loss.detach())
-
-    def consider(self, iteration, score, postprocessing):
-        """Keep the evaluated weights if their validation ``score`` (F1, IoU) is the best so far (ties: later).
-
-        With ``select: last`` every validation replaces the kept one.
-        """
-        if self.best is None or self.cfg.select == "last" or tuple(score) >= tuple(self.best["score"]):
-            state = {k: v.detach().cpu().clone() for k, v in self.evaluated.state_dict().items()}
-            self.best = {"iteration": iteration, "score": list(score), "postprocessing": postprocessing,
-                         "state": state}
-
-    def _kept(self):
-        if self.saved is None:
-            return "no checkpoint had been written yet"
-        return f"the last good checkpoint (iteration {self.saved}) is kept in {self.path}"
-
-    def check_losses(self):
-        """Mean of the pending losses (then cleared); raises NonFiniteLossError naming the first bad iteration."""
-        values = torch.stack(self.pending).float().cpu().numpy()
-        bad = np.flatnonzero(~np.isfinite(values))
-        if bad.size:
-            first = self.iteration - len(values) + 1 + int(bad[0])
-            raise NonFiniteLossError(
-                f"loss is {values[bad[0]]} at iteration {first}; training stopped and {self._kept()}. "
-                "Fix: lower train.lr, "
-                "set train.grad_clip (e.g. 1.0), or check the training data for NaN/inf (image and weights)")
-        self.pending = []
-        return float(values.mean())
 
 
 def _validate(run, val, val_planes, tile, row, channels_last):
@@ -296,18 +151,18 @@ def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerp
     cuda = device.type == "cuda"
     channels_last = cuda and cfg.channels_last
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    run = _Run(model, cfg, device, checkpoint_dir, fingerprint_ or {})
+    run = TrainingRun(model, cfg, device, checkpoint_dir, fingerprint_ or {})
     run.resume()
     model.train()
     forward = torch.compile(model) if cfg.compile else model
     loader = torch.utils.data.DataLoader(
         tiles, batch_sampler=IterationBatches(run.iteration, cfg.iterations, cfg.batch_size), num_workers=workers,
-        pin_memory=cuda, worker_init_fn=_worker_init if workers else None,
+        pin_memory=cuda, worker_init_fn=worker_init if workers else None,
         generator=torch.Generator())  # its own generator: creating the iterator must not draw from the global RNG
     row_every = max(1, min(cfg.val_interval, cfg.checkpoint_interval, ROW_EVERY))
     tick = time.perf_counter()
     bar = tqdm(total=cfg.iterations, initial=run.iteration, disable=not progress, desc="train", mininterval=5.0)
-    with _SignalFlag() as stop, bar:
+    with SignalFlag() as stop, bar:
         for x, y, w in loader:
             run.iteration += 1
             x = x.to(device, non_blocking=True)
@@ -341,7 +196,7 @@ def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerp
                 raise Interrupted(stop.signum, it, run.path)
     if run.saved != run.iteration:  # resumed at or past the end: make the final state durable too
         run.save()
-    return run.history, _deliver(run)
+    return run.history, deliver(run)
 
 
 def train(augmented, val_stores, model_config, train_config, checkpoint_dir, seed=0, threads=None, progress=True,
@@ -433,25 +288,6 @@ def _check_interior(reader, augmented, border_width):
     log.log(logging.WARNING if fraction < 0.1 else logging.INFO,
             "border target: %.1f%% of the cell pixels are interior (train.border_width %d)", 100 * fraction,
             border_width)
-
-
-def _deliver(run):
-    """The network training delivers, in eval mode, with ``postprocessing`` and ``selected_iteration`` set.
-
-    With ``train.select: f1`` the weights of the validation with the best
-    instance F1 (ties: IoU, then the later one), else those of the last
-    validation; without validation planes the last weights and no
-    post-processing.  With ``train.ema`` these are the moving average's.
-    """
-    model = run.evaluated
-    if run.best is None:
-        model.postprocessing, model.selected_iteration = None, run.iteration
-        return model.eval()
-    model.load_state_dict(run.best["state"])
-    model.postprocessing, model.selected_iteration = run.best["postprocessing"], run.best["iteration"]
-    log.info("delivering the weights of iteration %d (validation F1 %.3f, IoU %.3f)", run.best["iteration"],
-             *run.best["score"])
-    return model.eval()
 
 
 def write_metrics(path, history):
