@@ -17,7 +17,8 @@ import torch  # noqa: E402
 
 from tileunet.checks import warn_constant  # noqa: E402
 from tileunet.device import select_device  # noqa: E402
-from tileunet.io import open_array, pixel_size, store_of  # noqa: E402
+from tileunet.io import open_array, store_of  # noqa: E402
+from tileunet.pixel_size import pixel_size  # noqa: E402
 from tileunet.model import load_model  # noqa: E402
 from tileunet.ome import guess_leading_axis  # noqa: E402
 from tileunet.postprocess import resolve  # noqa: E402

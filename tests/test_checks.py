@@ -5,7 +5,6 @@ The matrix calls the validation functions directly, as the workflow does before 
 these cases stopping `snakemake -n`.
 """
 
-import ast
 import logging
 import os
 
@@ -374,26 +373,3 @@ def test_files_a_rule_writes_are_left_to_the_job(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         check()
     preflight.check_sample_files(read_sample_table(tmp_path / "samples.tsv"), produced=lambda p: p.startswith("resources/"))
-
-
-# --- the tile rule is plan_tiling's --------------------------------------------------------------
-
-
-@pytest.mark.parametrize("padding", ["valid", "same"])
-@pytest.mark.parametrize("depth", [1, 2, 3, 5])
-def test_predict_tile_check_agrees_with_plan_tiling(depth, padding):
-    """The workflow's torch-free check accepts exactly the tiles the prediction's plan accepts."""
-    from tileunet.model import UNet
-    from tileunet.predict import plan_tiling
-    net = UNet(depth=depth, base_channels=1, padding=padding)
-    for tile in range(1, 300):
-        try:
-            plan_tiling(net, tile)
-            planned = True
-        except ValueError:
-            planned = False
-        assert (preflight.predict_tile_problem(tile, depth, padding) is None) == planned, tile
-        problem = preflight.predict_tile_problem(tile, depth, padding)
-        if problem and "one of" in problem[1]:  # every suggestion is itself accepted
-            for near in ast.literal_eval(problem[1].split("one of ")[1]):
-                plan_tiling(net, near)

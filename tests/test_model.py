@@ -6,14 +6,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from torch import nn
 
 from tileunet.config import defaults
 from tileunet import __version__
-from tileunet.model import (UNet, center_crop, check_input_size, input_size, read_model_file, load_model, margin,
-                            output_size, save_model, valid_sizes_near)
+from tileunet.model import UNet, center_crop, input_size, read_model_file, load_model, output_size, save_model
 
 
 def test_paper_network_sizes_and_layer_count():
@@ -41,28 +38,7 @@ def test_forward_output_size_matches_helpers(depth, padding):
             assert out.shape[-2] == size and net.margin == 0
 
 
-@settings(max_examples=60, deadline=None)
-@given(size=st.integers(1, 700), depth=st.integers(1, 5), padding=st.sampled_from(["valid", "same"]))
-def test_size_helpers_are_inverse_and_refuse_odd_poolings(size, depth, padding):
-    out = output_size(size, depth, padding)
-    if out is None:
-        with pytest.raises(ValueError, match="nearest valid sizes"):
-            check_input_size(size, depth, padding)
-        return
-    assert size - out == 2 * margin(depth, padding)
-    assert input_size(out, depth, padding) == size
-    # every pooling sees an even size: the contracting path halves without remainder
-    s = size
-    for _ in range(depth - 1):
-        s -= 4 if padding == "valid" else 0
-        assert s % 2 == 0
-        s //= 2
-
-
-def test_invalid_tile_names_nearest_valid_sizes():
-    assert valid_sizes_near(573) == [556, 572, 588, 604]
-    with pytest.raises(ValueError, match=r"573.*\[556, 572, 588, 604\]"):
-        check_input_size(573)
+def test_network_refuses_invalid_tiles_and_paddings():
     net = UNet(depth=2, base_channels=1)
     with pytest.raises(ValueError, match="nearest valid sizes"):
         net(torch.zeros(1, 1, 29, 28))

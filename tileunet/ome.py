@@ -8,7 +8,7 @@ Layout of ``{sample}.ome.zarr``::
     labels/cells/0, 1, ... int32 instance ids (0 = background), nearest-neighbour pyramid
 
 Axes are (y, x) or (t|z, y, x); a stack's leading axis is never downsampled.  Scales
-and units are the input's physical pixel size (:func:`tileunet.io.pixel_size`) where
+and units are the input's physical pixel size (:func:`tileunet.pixel_size.pixel_size`) where
 it declares one, else pixels.
 The NGFF metadata is written with ome-zarr-py's writer (``FormatV05``), the
 arrays with zarr so that every chunk is written by exactly one task.
@@ -65,7 +65,7 @@ def _datasets(base, levels, centred):
 
 
 def axes_metadata(names, pixel_size=None):
-    """NGFF axes and the level-0 scale for axis ``names`` from :func:`tileunet.io.pixel_size`'s dict.
+    """NGFF axes and the level-0 scale for axis ``names`` from :func:`tileunet.pixel_size.pixel_size`'s dict.
 
     Returns
     -------
@@ -118,7 +118,7 @@ def create_prediction(path, shape, chunk, probability_dtype="float16", levels=3,
     attrs : dict, optional
         Stored under the root attribute ``tileunet``.
     pixel_size : dict, optional
-        Axis name -> (size, unit) of the input (:func:`tileunet.io.pixel_size`): level 0's
+        Axis name -> (size, unit) of the input (:func:`tileunet.pixel_size.pixel_size`): level 0's
         scale and the axes' units, so the prediction overlays the input in its own units
         (e.g. ``{"y": (0.65, "micrometer"), "x": (0.65, "micrometer")}``); pixels if omitted.
 

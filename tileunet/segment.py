@@ -79,7 +79,7 @@ def prepare(model, image, work, tile, probability_dtype="float16", pyramid_level
     source : str
         Identifies the slide (path, size, mtime): a work folder made for another is discarded.
     pixel_size : dict, optional
-        The slide's physical pixel size per axis (:func:`tileunet.io.pixel_size`), written
+        The slide's physical pixel size per axis (:func:`tileunet.pixel_size.pixel_size`), written
         into the store's NGFF scales and units.
 
     Returns
