@@ -76,3 +76,27 @@ def augment_cells(shape=(64, 80), seed=0, n_cells=6):
 
     image, labels = touching_cells(shape, n_cells=n_cells, radius=8, seed=seed)
     return (image / 1000.0).astype(np.float32), separate_touching(labels)
+
+
+def write_cell_samples(folder, splits, shape=(90, 110), n_cells=7):
+    """One TIFF image / label pair of :func:`touching_cells` per sample, and the sample table.
+
+    ``splits`` maps sample name -> split; sample i is drawn with seed i.  Returns the table's
+    rows as (name, image path, label path, split) and writes them to ``folder/samples.tsv``.
+    """
+    import tifffile
+
+    rows = []
+    for i, (name, split) in enumerate(splits.items()):
+        image, labels = touching_cells(shape, n_cells=n_cells, seed=i)
+        tifffile.imwrite(folder / f"{name}.tif", image)
+        tifffile.imwrite(folder / f"{name}_labels.tif", labels)
+        rows.append((name, folder / f"{name}.tif", folder / f"{name}_labels.tif", split))
+    write_sample_table(folder / "samples.tsv", rows)
+    return rows
+
+
+def write_sample_table(path, rows):
+    """A sample table at ``path`` from (sample, image, labels, split) rows."""
+    path.write_text("sample\timage\tlabels\tsplit\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows))
+    return path

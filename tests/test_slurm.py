@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 import yaml
 import zarr
 
 from slurm_cluster import SlurmCluster, unavailable
-from synthetic import touching_cells
+from synthetic import write_cell_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLITS = {"a": "train", "c": "val", "d": "test"}
@@ -94,13 +93,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("slurm-data")
-    rows = []
-    for i, (name, split) in enumerate(SPLITS.items()):
-        image, labels = touching_cells((90, 110), n_cells=7, seed=i)
-        tifffile.imwrite(tmp / f"{name}.tif", image)
-        tifffile.imwrite(tmp / f"{name}_labels.tif", labels)
-        rows.append(f"{name}\t{tmp / name}.tif\t{tmp / name}_labels.tif\t{split}\n")
-    (tmp / "samples.tsv").write_text("sample\timage\tlabels\tsplit\n" + "".join(rows))
+    write_cell_samples(tmp, SPLITS)
     (tmp / "parts.yaml").write_text(yaml.safe_dump({"predict": {"parts": 3}, "train": TRAIN}))
     return tmp
 

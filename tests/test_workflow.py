@@ -1,6 +1,5 @@
 """End-to-end runs of the workflow on tiny synthetic data, as a user runs it (subprocess)."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ import tifffile
 import yaml
 import zarr
 
-from synthetic import touching_cells
+from synthetic import touching_cells, write_cell_samples, write_sample_table
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLITS = {"a": "train", "b": "train", "c": "val", "d": "test", "e": "test"}
@@ -32,22 +31,11 @@ def snakemake(workdir, *args, samples=None, check=True):
     return proc
 
 
-def write_samples(tmp_path, rows):
-    table = tmp_path / "samples.tsv"
-    table.write_text("sample\timage\tlabels\tsplit\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows))
-    return table
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """Five 2D samples and one (T, Y, X) stack to predict, as TIFF files."""
     tmp = tmp_path_factory.mktemp("data")
-    rows = []
-    for i, (name, split) in enumerate(SPLITS.items()):
-        image, labels = touching_cells((90, 110), n_cells=7, seed=i)
-        tifffile.imwrite(tmp / f"{name}.tif", image)
-        tifffile.imwrite(tmp / f"{name}_labels.tif", labels)
-        rows.append((name, tmp / f"{name}.tif", tmp / f"{name}_labels.tif", split))
+    rows = write_cell_samples(tmp, SPLITS)
     movie = np.stack([touching_cells((70, 80), n_cells=5, seed=10 + t)[0] for t in range(3)])
     # 0.65 µm pixels, 30 s frames: the prediction must carry them (NGFF scale and units)
     tifffile.imwrite(tmp / "movie.ome.tif", movie, ome=True,
@@ -60,7 +48,7 @@ def dataset(tmp_path_factory):
 def finished_run(dataset, tmp_path_factory):
     data, rows = dataset
     work = tmp_path_factory.mktemp("run")
-    table = write_samples(data, rows)
+    table = write_sample_table(data / "samples.tsv", rows)
     snakemake(work, "all", samples=table)
     return work, table
 
@@ -158,7 +146,7 @@ def test_bad_input_fails_and_leaves_no_output(dataset, tmp_path):
     image = tifffile.imread(rows[0][1]).astype(np.float32)
     image[3, 4] = np.nan
     tifffile.imwrite(bad, image)
-    table = write_samples(tmp_path, [("a", bad, rows[0][2], "train"), *rows[1:3]])
+    table = write_sample_table(tmp_path / "samples.tsv", [("a", bad, rows[0][2], "train"), *rows[1:3]])
     proc = snakemake(tmp_path, "ingest", samples=table, check=False)
     assert proc.returncode != 0
     assert "NaN or infinite" in proc.stderr + proc.stdout + "".join(
@@ -172,7 +160,7 @@ def test_bad_input_fails_and_leaves_no_output(dataset, tmp_path):
 ])
 def test_bad_config_is_refused_before_anything_runs(dataset, tmp_path, override, message):
     data, rows = dataset
-    table = write_samples(tmp_path, rows)
+    table = write_sample_table(tmp_path / "samples.tsv", rows)
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
                            "-n", "--cores", "1", "--configfile", str(ROOT / "config" / "ci.yaml"),
                            "--config", f"samples={table}", override], capture_output=True, text=True)
@@ -199,7 +187,7 @@ def test_bad_input_stops_the_dry_run_with_file_problem_and_fix(dataset, tmp_path
     data, rows = dataset
     row, text, fragments = BAD_DRY_RUNS[case]
     tifffile.imwrite(tmp_path / "slide_rgb.tif", np.zeros((600, 500, 3), np.uint8))  # predicted as 600 frames before
-    table = write_samples(tmp_path, rows + ([(row[0], tmp_path / row[1], *row[2:])] if row else []))
+    table = write_sample_table(tmp_path / "samples.tsv", rows + ([(row[0], tmp_path / row[1], *row[2:])] if row else []))
     extra = []
     if text:
         (tmp_path / "t.yaml").write_text(text)
@@ -233,7 +221,7 @@ def test_a_configfile_gives_the_same_run_in_any_folder_and_binary_masks_ingest(d
     one[20:40, 30:60] = 1
     tifffile.imwrite(tmp_path / "mask.tif", mask)
     tifffile.imwrite(tmp_path / "one.tif", one)
-    table = write_samples(tmp_path, [rows[0], ("m", rows[1][1], tmp_path / "mask.tif", "train"),
+    table = write_sample_table(tmp_path / "samples.tsv", [rows[0], ("m", rows[1][1], tmp_path / "mask.tif", "train"),
                                      ("s", rows[2][1], tmp_path / "one.tif", "val")])
     here, there = tmp_path / "here", tmp_path / "there"
     (here / "config").mkdir(parents=True)
@@ -257,7 +245,7 @@ def test_a_configfile_gives_the_same_run_in_any_folder_and_binary_masks_ingest(d
 
 
 def test_bad_sample_table_is_refused(tmp_path):
-    table = write_samples(tmp_path, [("a", "a.tif", "a_l.tif", "val")])
+    table = write_sample_table(tmp_path / "samples.tsv", [("a", "a.tif", "a_l.tif", "val")])
     proc = snakemake(tmp_path, "-n", samples=table, check=False)
     assert proc.returncode != 0 and "training split is empty" in proc.stderr + proc.stdout
 
@@ -284,7 +272,7 @@ def test_slurm_profile_dry_run_requests_gpus_for_train_and_predict(tmp_path):
 
 def test_scatter_gather_plans_one_job_per_band(dataset, tmp_path):
     data, rows = dataset
-    table = write_samples(tmp_path, rows)
+    table = write_sample_table(tmp_path / "samples.tsv", rows)
     out = snakemake(tmp_path, "predict", "-n", "--forceall", samples=table).stdout
     assert "predict_part" not in out
     parts = tmp_path / "parts.yaml"
