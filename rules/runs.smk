@@ -1,8 +1,12 @@
 # Helpers of the repeated runs (ablation.smk): seeds, prefixes and configs; no rules.
 import copy
 
+from tileunet.config import source_of
+from tileunet.repeats import select_variants
+
 with open(workflow.source_path("../config/ablation.yaml")) as fh:
-    ABLATION = yaml.safe_load(fh)
+    ABLATION_VARIANTS = yaml.safe_load(fh)
+ABLATION = select_variants(ABLATION_VARIANTS, config["repeat"]["variants"], source_of("repeat.variants", CONFIG_LAYERS))
 
 
 def repeat_seeds():
@@ -20,7 +24,7 @@ def run_prefix(variant, seed):
 def run_config(variant, seed):
     """The main configuration with the seed and a variant's section overrides."""
     cfg = copy.deepcopy(config)
-    for section, values in ({} if variant == "main" else ABLATION[variant]).items():
+    for section, values in ({} if variant == "main" else ABLATION_VARIANTS[variant]).items():
         cfg[section].update(values)
     cfg["seed"] = seed
     return cfg

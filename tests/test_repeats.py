@@ -55,3 +55,11 @@ def test_comparison_figure_draws_the_mean_per_variant_and_every_seed():
     assert [b.get_height() for b in fig.axes[1].patches] == [2, 6]
     dots = [line.get_ydata().tolist() for line in fig.axes[1].lines if line.get_marker() == "."]
     assert dots == [[1, 3], [6]]
+
+
+def test_ablation_variants_are_chosen_by_name_or_all_and_unknown_ones_refused():
+    variants = {"a": {"train": {"ema": 0.0}}, "b": {}, "c": {}}
+    assert repeats.select_variants(variants, []) == variants
+    assert list(repeats.select_variants(variants, ["c", "a", "c"])) == ["c", "a"]
+    with pytest.raises(repeats.InputError, match=r"r.yaml: repeat.variants names \['z'\].*Fix: choose from \['a', 'b', 'c'\]"):
+        repeats.select_variants(variants, ["a", "z"], "r.yaml")

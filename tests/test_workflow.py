@@ -19,10 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SPLITS = {"a": "train", "b": "train", "c": "val", "d": "test", "e": "test"}
 
 
-def snakemake(workdir, *args, samples=None, check=True):
+def snakemake(workdir, *args, samples=None, check=True, configfiles=()):
     # targets first: --configfile and --forcerun take several values each
     cmd = [sys.executable, "-m", "snakemake", *args, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--configfile", str(ROOT / "config" / "ci.yaml")]
+           "--cores", "2", "--configfile", str(ROOT / "config" / "ci.yaml"), *map(str, configfiles)]
     if samples:
         cmd += ["--config", f"samples={samples}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -199,6 +199,22 @@ def test_bad_input_stops_the_dry_run_with_file_problem_and_fix(dataset, tmp_path
     assert proc.returncode != 0 and "InputError" in out, out[-3000:]
     for fragment in fragments:
         assert fragment in out, out[-3000:]
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.workflow
+def test_repeat_and_ablation_plan_one_training_per_variant_and_seed(dataset, tmp_path):
+    """`ablation` trains the main configuration and each chosen variant with every seed of repeat.runs."""
+    _, rows = dataset
+    table = write_sample_table(tmp_path / "samples.tsv", rows)
+    (tmp_path / "r.yaml").write_text("repeat:\n  runs: 2\n  variants: [two_class, no_ema]\n")
+    out = snakemake(tmp_path, "ablation", "-n", samples=table, configfiles=[tmp_path / "r.yaml"]).stdout
+    trainings = {ln.split()[0] for ln in out.splitlines() if ln.split() and ln.split()[0].endswith("train_model")}
+    assert trainings == {"train_model", "main_seed1_train_model", "two_class_seed0_train_model",
+                         "two_class_seed1_train_model", "no_ema_seed0_train_model", "no_ema_seed1_train_model"}
+    (tmp_path / "r.yaml").write_text("repeat:\n  variants: [two_clas]\n")
+    proc = snakemake(tmp_path, "ablation", "-n", samples=table, configfiles=[tmp_path / "r.yaml"], check=False)
+    assert proc.returncode != 0 and "r.yaml: repeat.variants names ['two_clas']" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
 
 

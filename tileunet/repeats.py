@@ -8,8 +8,38 @@ next to every seed's own row; never the best run.
 
 import numpy as np
 
+from .errors import InputError
+
 #: Test-summary columns compared across runs.
 KEYS = ("iou", "dice", "f1", "precision", "recall", "merges", "splits", "rand_error")
+
+
+def select_variants(variants, names, where="the configuration"):
+    """The ablation variants to train: those named, in that order, or all of them if none are.
+
+    Parameters
+    ----------
+    variants : dict
+        Variant name -> config section overrides, as in ``config/ablation.yaml``.
+    names : list of str
+        ``repeat.variants``; empty means every variant.
+    where : str
+        The config file that set ``names``, for the message.
+
+    Returns
+    -------
+    dict
+
+    Examples
+    --------
+    >>> select_variants({"a": {}, "b": {"train": {"ema": 0.0}}}, ["b"])
+    {'b': {'train': {'ema': 0.0}}}
+    """
+    unknown = [n for n in names if n not in variants]
+    if unknown:
+        raise InputError(where, f"repeat.variants names {unknown}, which config/ablation.yaml does not define",
+                         f"choose from {sorted(variants)}, or leave repeat.variants empty for all of them")
+    return dict(variants) if not names else {n: variants[n] for n in dict.fromkeys(names)}
 
 
 def per_run(runs, keys=KEYS):
