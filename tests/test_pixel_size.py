@@ -6,20 +6,16 @@ import zarr
 from tileunet.pixel_size import ngff_unit, pixel_size
 
 
-def test_ome_tiff_physical_size_and_units(tmp_path):
+@pytest.mark.parametrize("axes, metadata, expected", [
+    ("ZYX", {"PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65, "PhysicalSizeZ": 2.5, "PhysicalSizeZUnit": "nm"},
+     {"x": (0.65, "micrometer"), "y": (0.65, "micrometer"), "z": (2.5, "nanometer")}),
+    ("TYX", {"PhysicalSizeX": 0.1, "PhysicalSizeY": 0.2, "TimeIncrement": 30, "TimeIncrementUnit": "s"},
+     {"x": (0.1, "micrometer"), "y": (0.2, "micrometer"), "t": (30.0, "second")}),
+])
+def test_ome_tiff_physical_sizes_time_increment_and_units(tmp_path, axes, metadata, expected):
     path = tmp_path / "s.ome.tif"
-    tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint8), ome=True,
-                     metadata={"axes": "ZYX", "PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65, "PhysicalSizeZ": 2.5,
-                               "PhysicalSizeZUnit": "nm"})
-    assert pixel_size(path) == {"x": (0.65, "micrometer"), "y": (0.65, "micrometer"), "z": (2.5, "nanometer")}
-
-
-def test_ome_tiff_time_increment(tmp_path):
-    path = tmp_path / "t.ome.tif"
-    tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint8), ome=True,
-                     metadata={"axes": "TYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.2, "TimeIncrement": 30,
-                               "TimeIncrementUnit": "s"})
-    assert pixel_size(path) == {"x": (0.1, "micrometer"), "y": (0.2, "micrometer"), "t": (30.0, "second")}
+    tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint8), ome=True, metadata={"axes": axes, **metadata})
+    assert pixel_size(path) == expected
 
 
 @pytest.mark.parametrize("unit, per_unit", [("CENTIMETER", 1e4 / 0.65), ("INCH", 25400 / 0.65)])

@@ -37,10 +37,11 @@ SPLITS = {"a": "train", "c": "val", "d": "test"}
 CPU_RULES = {"ingest_sample": 1, "weights_sample": 1, "augment_set": None, "predict_prepare": 1,
              "predict_gather": 1, "evaluate_test": 1}
 GPU_RULES = ("train_model", "predict_part")
-# Long enough (~50 s of compute on 2 idle cores) that SLURM's TERM, due at most 30 s after the
-# test lowers the time limit, and the scancel both land mid-run; validations and checkpoints
-# do not change the trajectory.
-TRAIN = {"iterations": 2000, "val_interval": 400, "checkpoint_interval": 25}
+# Long enough that SLURM's TERM, due up to 30 s after the test lowers the time limit (slurmctld
+# checks time limits every 30 s), and then the scancel both land mid-run: 2000 iterations (25 s
+# at the 80 it/s of 2 cores, 2026-12-03) lost that race in CI; 6000 leave ~45 s to spare on such a
+# machine.  Validations and checkpoints do not change the trajectory.
+TRAIN = {"iterations": 6000, "val_interval": 1000, "checkpoint_interval": 25}
 
 pytestmark = pytest.mark.workflow
 
@@ -279,7 +280,8 @@ def test_interrupted_training_is_resubmitted_and_resumes_to_the_uninterrupted_mo
     assert jobs[0]["ExitCode"] == jobs[1]["ExitCode"] == "1:0", jobs
     assert _seconds(jobs[0]["Elapsed"]) < 60 * limit, jobs[0]
     second_stop = int(_resumed_at(log))
-    assert 0 < first_stop < second_stop < TRAIN["iterations"], (first_stop, second_stop)
+    # both stops mid-run (a stop after the last iteration would resume nothing)
+    assert 0 < first_stop < second_stop < TRAIN["iterations"], (first_stop, second_stop, jobs)
     assert f"finished at iteration {TRAIN['iterations']}" in log.read_text()
     import torch
     a = torch.load(work / "results/model/model.pt", map_location="cpu", weights_only=True)["state_dict"]
