@@ -13,7 +13,6 @@ Skipped, with the reason, where slurm or root is missing; with TILEUNET_REQUIRE_
 (.ci/run sets it) a missing cluster fails instead.
 """
 
-import copy
 import os
 import re
 import shutil
@@ -28,6 +27,7 @@ import pytest
 import yaml
 import zarr
 
+from tileunet.config import merge
 from slurm_cluster import SlurmCluster, unavailable
 from synthetic import write_cell_samples
 
@@ -44,14 +44,6 @@ GPU_RULES = ("train_model", "predict_part")
 TRAIN = {"iterations": 6000, "val_interval": 1000, "checkpoint_interval": 25}
 
 pytestmark = pytest.mark.workflow
-
-
-def merge(base, overlay):
-    """``base`` with ``overlay`` merged in: dicts key by key, everything else replaced."""
-    out = copy.deepcopy(base)
-    for key, value in overlay.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def write_profile(folder, **changes):
