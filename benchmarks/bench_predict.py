@@ -81,7 +81,7 @@ def run_pipeline(model, image, tmp, tile, batch_size, dtype="float16"):
     return time.perf_counter() - t0
 
 
-def efficiency(size, threads, repeats=3):
+def efficiency(size, threads, repeats):
     depth, base, tile, batch = demo_settings()
     model = model_of(depth, base)
     with tempfile.TemporaryDirectory() as tmp:
