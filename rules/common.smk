@@ -35,7 +35,8 @@ def check_samples():
     Called by the Snakefile after its includes, so that the files that the workflow writes
     itself (the demo's frames) are known and left to the job that reads them.
     """
-    check_sample_files(SAMPLES, config["samples"], lambda path: any(r.is_producer(path) for r in workflow.rules))
+    check_sample_files(SAMPLES, config["samples"], lambda path: any(r.is_producer(path) for r in workflow.rules),
+                       config["ingest"]["channels"])
 
 
 def samples_of(*splits):

@@ -23,6 +23,7 @@ if config["predict"]["parts"] == 1:
             work=predict_work,
             step="all",
             cfg=config["predict"],
+            channels=config["ingest"]["channels"],
         threads: config["resources"]["gpu"]["threads"]
         resources:
             **gpu_resources(),
@@ -47,6 +48,7 @@ else:
             work=predict_work,
             step="prepare",
             cfg=config["predict"],
+            channels=config["ingest"]["channels"],
         threads: 1
         resources:
             **cpu_resources(),
@@ -70,6 +72,7 @@ else:
             work=predict_work,
             step="part",
             cfg=config["predict"],
+            channels=config["ingest"]["channels"],
         threads: config["resources"]["gpu"]["threads"]
         resources:
             **gpu_resources(),
@@ -95,6 +98,7 @@ else:
             work=predict_work,
             step="gather",
             cfg=config["predict"],
+            channels=config["ingest"]["channels"],
         threads: 1
         resources:
             **cpu_resources(),

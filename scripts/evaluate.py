@@ -8,6 +8,7 @@ sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
 import numpy as np  # noqa: E402
+import zarr  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from tileunet import metrics  # noqa: E402
@@ -38,7 +39,7 @@ with atomic_path(sm.output.overlays) as folder:
                              "re-run the prediction of this sample (snakemake --forcerun predict_sample)")
         sample_rows = metrics.evaluate_stack(pred, true, cfg["iou_threshold"], prob)
         rows += [{"sample": sample, **row} for row in sample_rows]
-        for png in save_overlays(folder, sample, open_array(image_dir), pred, true, sample_rows, planes):
+        for png in save_overlays(folder, sample, zarr.open_array(image_dir, mode="r"), pred, true, sample_rows, planes):
             logging.info("overlay %s", png.name)
 summary = {"sample": "summary", "plane": "", **metrics.summarize(rows)}
 logging.info("summary: %s", summary)

@@ -11,5 +11,5 @@ cfg = snakemake.params.cfg
 
 shape, n = ingest_sample(snakemake.input.image, snakemake.input.labels, snakemake.params.store, snakemake.params.split,
                          cfg["normalize_low"], cfg["normalize_high"], cfg["chunk"], cfg["binary_labels"],
-                         snakemake.params.separate_touching)
+                         snakemake.params.separate_touching, cfg["channels"])
 logging.info("%s: image %s, %d instances", snakemake.wildcards.sample, shape, n)

@@ -18,6 +18,7 @@ last = history[-1] if history else {}
 logging.info("finished at iteration %s: %s", last.get("iteration"), last)
 save_model(sm.output.model, model, sm.params.normalization,
            extra={"iterations": last.get("iteration", 0), "seed": sm.params.seed, "train": dict(sm.params.train),
-                  "selected_iteration": model.selected_iteration, "postprocessing": model.postprocessing})
+                  "selected_iteration": model.selected_iteration, "postprocessing": model.postprocessing,
+                  "channels": model.channels})
 write_metrics(sm.output.metrics, history)
 loss_curve(history, sm.output.curve)

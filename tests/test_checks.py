@@ -43,13 +43,13 @@ def ingest(image, labels, **kw):
     return lambda: ingest_sample(image, labels, image.parent / "out.zarr", "train", **kw)
 
 
-def table(folder, rows, name="samples.tsv"):
+def table(folder, rows, name="samples.tsv", channels=None):
     """The sample table and its files, as the workflow checks them before any job."""
     path = folder / name
     path.write_text(HEADER + "".join("\t".join(map(str, r)) + "\n" for r in rows))
 
     def run():
-        preflight.check_sample_files(read_sample_table(path), path)
+        preflight.check_sample_files(read_sample_table(path), path, channels=channels)
     return run
 
 
@@ -113,9 +113,9 @@ def _four_d(f):
                   tif(f, "four_d_labels.tif", np.stack([np.stack([labels] * 2)] * 2)))
 
 
-def _rgb_training_image(f):
+def _channel_out_of_range(f):
     _, lp, image, _ = good(f)
-    return ingest(tif(f, "rgb_image.tif", np.stack([image.astype(np.uint8)] * 3, axis=-1)), lp)
+    return ingest(tif(f, "rgb_image.tif", np.stack([image.astype(np.uint8)] * 3, axis=-1)), lp, channels=[0, 3])
 
 
 def _rgb_labels(f):
@@ -124,9 +124,11 @@ def _rgb_labels(f):
     return ingest(ip, tif(f, "coloured_labels.tif", colours))
 
 
-def _channel_stack(f):
+def _unknown_channel_name(f):
     _, lp, image, _ = good(f)
-    return ingest(tif(f, "two_channels.ome.tif", np.stack([image, image]), ome=True, metadata={"axes": "CYX"}), lp)
+    stack = tif(f, "two_channels.ome.tif", np.stack([image, image]), ome=True,
+                metadata={"axes": "CYX", "Channel": {"Name": ["DAPI", "GFP"]}})
+    return ingest(stack, lp, channels=["RFP"])
 
 
 def two_cells_mask(shape=(64, 80)):
@@ -185,16 +187,17 @@ def _missing_slide(f):
     return table(f, [("a", ip, lp, "train"), ("slide", "no/such/slide.tif", "", "predict")])
 
 
-def _rgb_slide(f):
+def _mixed_channels(f):
     ip, lp, _, _ = good(f)
     slide = tif(f, "slide_rgb.tif", np.zeros((600, 500, 3), np.uint8))
     return table(f, [("a", ip, lp, "train"), ("slide", slide, "", "predict")])
 
 
-def _rgb_zarr_slide(f):
+def _channel_missing_in_slide(f):
     ip, lp, _, _ = good(f)
     zarr.save_array(f / "slide_rgb.zarr", np.zeros((120, 100, 3), np.uint8))
-    return table(f, [("a", ip, lp, "train"), ("slide", f / "slide_rgb.zarr", "", "predict")])
+    rgba = tif(f, "rgba.tif", np.zeros((64, 80, 4), np.uint8))
+    return table(f, [("a", rgba, lp, "train"), ("slide", f / "slide_rgb.zarr", "", "predict")], channels=["G", "A"])
 
 
 def _shape_in_table(f):
@@ -244,10 +247,12 @@ CASES = [
     ("infinite pixels", _inf_image, "inf.tif", "1 NaN or infinite", "replace them"),
     ("truncated TIFF", _truncated, "truncated.tif", "unreadable pixel data", "re-export"),
     ("TIFF cut in its header", _header_only, "header.tif", "cannot be read as TIFF", "re-export"),
-    ("4D image", _four_d, "four_d.tif", "tileunet takes 2D", "single channel"),
-    ("RGB training image", _rgb_training_image, "rgb_image.tif", "RGB image with 3 channels", "one grey channel"),
-    ("RGB label rendering", _rgb_labels, "coloured_labels.tif", "not supported yet", "one instance id per pixel"),
-    ("channel stack", _channel_stack, "two_channels.ome.tif", "multichannel image with 2 channels", "grey channel"),
+    ("4D image", _four_d, "four_d.tif", "tileunet takes 2D", "one Z or T stack"),
+    ("channel index out of range", _channel_out_of_range, "rgb_image.tif", "has no channel 3: its 3 channel(s) are "
+     "0 'R', 1 'G', 2 'B'", "set ingest.channels to indices 0..2"),
+    ("RGB label rendering", _rgb_labels, "coloured_labels.tif", "where one channel is needed", "one id per cell"),
+    ("unknown channel name", _unknown_channel_name, "two_channels.ome.tif", "has no channel 'RFP': its 2 channel(s) "
+     "are 0 'DAPI', 1 'GFP'", "or to these names"),
     ("binary mask refused", _binary_refused, "mask.tif", "binary mask", "ingest.binary_labels"),
     ("unsupported type", _png, "labels.png", "unsupported type '.png'", "TIFF"),
     ("complex pixels", _complex, "complex.tif", "not a number type", "integer or floating-point"),
@@ -258,9 +263,10 @@ CASES = [
     ("missing labels", _missing_labels, "gone_labels.tif", "does not exist (labels of sample 'a'", "create the file"),
     ("missing slide", _missing_slide, "no/such/slide.tif", "relative paths start at the working directory",
      "correct the path"),
-    ("RGB slide to predict", _rgb_slide, "slide_rgb.tif", "RGB and multichannel images are not supported yet",
-     "rgb2gray"),
-    ("RGB Zarr slide", _rgb_zarr_slide, "slide_rgb.zarr", "shape (120, 100, 3)", "one grey channel"),
+    ("channel counts differ in the table", _mixed_channels, "slide_rgb.tif", "has 3 channel(s) ['R', 'G', 'B'], but",
+     "give every image of the sample table the same channels"),
+    ("channel missing in a slide", _channel_missing_in_slide, "slide_rgb.zarr", "has no channel 'A'",
+     "set ingest.channels"),
     ("shape mismatch in the table", _shape_in_table, "wide_labels.tif", "has shape (64, 83)", "same size"),
     ("duplicate sample", _duplicate, "dup.tsv (line 3)", "duplicate sample name 'a'", "unique sample name"),
     ("bad sample name", _bad_name, "names.tsv (line 2)", "sample name 'frame 1'", "rename the sample"),
@@ -290,8 +296,8 @@ CASES = [
     ("same-padding tile", lambda f: config({"model": {"padding": "same"}, "train": {"tile_size": 64},
                                             "predict": {"tile": 61}}), "override.yaml",
      "not a positive multiple of the pooling grid 2", "set predict.tile to 60"),
-    ("multichannel model", lambda f: config({"model": {"in_channels": 3}}), "override.yaml",
-     "multichannel input is not supported yet", "model.in_channels: 1"),
+    ("channel named twice", lambda f: config({"ingest": {"channels": [1, 1]}}), "override.yaml",
+     "ingest.channels = [1, 1]", "set ingest.channels"),
 ]
 
 

@@ -9,7 +9,6 @@ pytorch with a cuda-version conda-forge built it for, and that
 """
 
 import ast
-import json
 import os
 import shutil
 import stat

@@ -24,7 +24,7 @@ def pair(tmp_path):
 
 def test_good_pair_round_trips(pair):
     ip, lp, image, labels = pair
-    im, lab, binary = load_pair(ip, lp)
+    im, lab, binary, _ = load_pair(ip, lp)
     assert np.array_equal(im, image) and np.array_equal(lab, labels)
     assert lab.dtype == np.int32 and not binary
 
@@ -34,7 +34,7 @@ def test_stacks_and_ome_tiff(tmp_path):
     b, lb = touching_cells(seed=2)
     ip = write(tmp_path, "s.ome.tif", np.stack([a, b]), ome=True, metadata={"axes": "ZYX"})  # undeclared: CYX
     lp = write(tmp_path, "s_l.tif", np.stack([la, lb]))
-    im, lab, _ = load_pair(ip, lp)
+    im, lab, _, _ = load_pair(ip, lp)
     assert im.shape == (2, 96, 128) and np.array_equal(lab[1], lb)
 
 
@@ -43,7 +43,7 @@ def test_zarr_sources(tmp_path, pair):
     zarr.save_array(tmp_path / "i.zarr", image)
     g = zarr.open_group(tmp_path / "l.zarr", mode="w")
     g.create_array("0", data=labels)  # an OME-Zarr-like group: level 0 is used
-    im, lab, _ = load_pair(tmp_path / "i.zarr", tmp_path / "l.zarr")
+    im, lab, _, _ = load_pair(tmp_path / "i.zarr", tmp_path / "l.zarr")
     assert np.array_equal(im, image) and np.array_equal(lab, labels)
 
 
@@ -51,7 +51,7 @@ def test_binary_mask_becomes_components_with_warning(tmp_path, pair, caplog):
     ip, _, _, labels = pair
     lp = write(tmp_path, "mask.tif", ((labels > 0) * 255).astype(np.uint8))
     with caplog.at_level(logging.WARNING):
-        _, lab, binary = load_pair(ip, lp)
+        _, lab, binary, _ = load_pair(ip, lp)
     assert binary and "touching cells merge" in caplog.text
     assert np.array_equal(lab > 0, labels > 0) and lab.max() < labels.max()
     with pytest.raises(InputError, match="binary mask"):

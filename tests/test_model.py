@@ -131,6 +131,9 @@ def test_load_model_refuses_foreign_files(tmp_path):
 
 
 def test_the_papers_network_is_the_schemas_default():
-    """UNet(...) keeps the paper's defaults in its signature (the contract); they are the schema's."""
+    """UNet(...) keeps the paper's defaults in its signature (the contract); they are the schema's.
+
+    The schema's ``in_channels`` is null (it follows the images); the paper's one grey channel is UNet's default.
+    """
     signature = {k: p.default for k, p in inspect.signature(UNet).parameters.items() if k != "n_classes"}
-    assert signature == defaults("model")
+    assert signature == {**defaults("model"), "in_channels": 1}

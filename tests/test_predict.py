@@ -39,9 +39,9 @@ def test_off_grid_chunks_would_differ():
     model = tiny(4, base=2)
     t = plan_tiling(model, 28)
     assert (t.chunk, t.window, t.context) == (24, 28 + 2 * model.margin, model.margin)
-    x = np.random.default_rng(1).random((1, t.window + 4, t.window + 4)).astype(np.float32)
-    a = predict._forward(model, np.ascontiguousarray(x[:, :t.window, :t.window]))[0, 1, 4:, 4:]
-    b = predict._forward(model, np.ascontiguousarray(x[:, 4:, 4:]))[0, 1, :-4, :-4]
+    x = np.random.default_rng(1).random((1, 1, t.window + 4, t.window + 4)).astype(np.float32)
+    a = predict._forward(model, np.ascontiguousarray(x[..., :t.window, :t.window]))[0, 1, 4:, 4:]
+    b = predict._forward(model, np.ascontiguousarray(x[..., 4:, 4:]))[0, 1, :-4, :-4]
     assert np.abs(a - b).max() > 1e-3
 
 

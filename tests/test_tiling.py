@@ -59,7 +59,7 @@ def test_mirrored_windows_equal_numpy_symmetric_padding(model, shape):
     for cy, cx in {(0, 0), (ny - 1, nx - 1), (0, nx - 1)}:
         y0, x0 = cy * t.chunk - t.context + big, cx * t.chunk - t.context + big
         np.testing.assert_array_equal(input_window(image, None, cy, cx, t),
-                                      padded[y0:y0 + t.window, x0:x0 + t.window])
+                                      padded[None, y0:y0 + t.window, x0:x0 + t.window])
 
 
 def test_bad_tiles_name_the_fix(model):

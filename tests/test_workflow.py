@@ -174,8 +174,11 @@ BAD_DRY_RUNS = {
                      ["t.yaml: predict.tile 61 is not an output edge of the depth-2", "Fix: set predict.tile to one of"]),
     "train tile": (None, "train:\n  tile_size: 69\n",
                    ["t.yaml: train.tile_size 69 is not a valid input edge", "Fix: set train.tile_size to one of"]),
-    "RGB slide": (("slide", "slide_rgb.tif", "", "predict"), None,
-                  ["slide_rgb.tif: is an RGB image with 3 channels", "not supported yet", "Fix: convert it to one grey"]),
+    "RGB slide beside grey images": (("slide", "slide_rgb.tif", "", "predict"), None,
+                                     ["slide_rgb.tif: has 3 channel(s) ['R', 'G', 'B'], but",
+                                      "Fix: give every image of the sample table the same channels"]),
+    "channel out of range": (None, "ingest:\n  channels: [2]\n",
+                             ["a.tif: has no channel 2: its 1 channel(s) are 0 '0'", "Fix: set ingest.channels"]),
     "missing slide": (("slide", "gone.tif", "", "predict"), None,
                       ["gone.tif: does not exist (image of sample 'slide'", "Fix: correct the path"]),
 }

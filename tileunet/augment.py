@@ -37,7 +37,8 @@ ARRAYS = ("image", "labels", "weights")
 WEIGHTS_MODES = ("recompute", "interpolate")
 PARALLEL_MIN_PX = 2**26  # ~64 Mpx, 5-15 s on one core: worth a worker start-up (torch import, script re-import)
 LAYOUT = ("one group per training sample; arrays image, labels, weights of shape (planes * copies, Y, X), "
-          "plane-major (index = plane * copies + copy; a 2D sample has planes = 1), one copy per chunk")
+          "plane-major (index = plane * copies + copy; a 2D sample has planes = 1), one copy per chunk; "
+          "an image of C > 1 channels is (planes * copies, C, Y, X), its names in the attribute channels")
 
 
 def _check_param(name, value, kind):
@@ -234,31 +235,39 @@ def vary_intensity(image, transform):
 
     Parameters
     ----------
-    image : ndarray of float32, shape (Y, X)
+    image : ndarray of float32, shape (Y, X), or (C, Y, X)
+        Gamma and contrast act on each channel's own range and mean; brightness and
+        noise (drawn per pixel and channel) on all.
     transform : Transform
 
     Returns
     -------
-    ndarray of float32, shape (Y, X)
+    ndarray of float32, same shape
         A new array (``image`` is not modified).
     """
     out = np.array(image, dtype=np.float32)
     t = transform
-    if t.gamma != 1.0:
-        lo, hi = float(out.min()), float(out.max())
-        if hi > lo:
-            out = (lo + (hi - lo) * np.power((out - lo) / np.float32(hi - lo), np.float32(t.gamma))).astype(np.float32)
-    if t.contrast != 1.0:
-        mean = np.float32(out.mean(dtype=np.float64))
-        out -= mean
-        out *= np.float32(t.contrast)
-        out += mean
+    out = np.stack([_gamma_contrast(c, t) for c in out]) if out.ndim == 3 else _gamma_contrast(out, t)
     if t.brightness:
         out += np.float32(t.brightness)
     if t.noise_std:
         noise = np.random.default_rng(t.noise_seed).standard_normal(out.shape, dtype=np.float32)
         noise *= np.float32(t.noise_std)
         out += noise
+    return out
+
+
+def _gamma_contrast(out, t):
+    """Gamma on the min-max range, then contrast about the mean, of one float32 (Y, X) channel."""
+    if t.gamma != 1.0:
+        lo, hi = float(out.min()), float(out.max())
+        if hi > lo:
+            out = (lo + (hi - lo) * np.power((out - lo) / np.float32(hi - lo), np.float32(t.gamma))).astype(np.float32)
+    if t.contrast != 1.0:
+        mean = np.float32(out.mean(dtype=np.float64))
+        out = out - mean
+        out *= np.float32(t.contrast)
+        out += mean
     return out
 
 
@@ -280,8 +289,8 @@ def augment_plane(image, labels, transform, weights=None, weights_mode="recomput
 
     Parameters
     ----------
-    image : ndarray of float32, shape (Y, X)
-        Normalised intensities.
+    image : ndarray of float32, shape (Y, X), or (C, Y, X)
+        Normalised intensities; every channel is deformed by the one field.
     labels : ndarray of int, shape (Y, X)
         Instance ids, 0 = background.
     transform : Transform
@@ -301,7 +310,7 @@ def augment_plane(image, labels, transform, weights=None, weights_mode="recomput
 
     Returns
     -------
-    image : ndarray of float32, shape (Y, X)
+    image : ndarray of float32, shape of ``image``
     labels : ndarray of int32, shape (Y, X)
     weights : ndarray of float32, shape (Y, X)
     """
@@ -313,7 +322,7 @@ def augment_plane(image, labels, transform, weights=None, weights_mode="recomput
         image, labels = np.array(image, dtype=np.float32), np.array(labels, dtype=np.int32)
         weights = None if weights is None else np.array(weights, dtype=np.float32)
     else:
-        grid = sampling_grid(transform, np.shape(image))
+        grid = sampling_grid(transform, np.shape(labels))
         image, labels = warp_image(image, grid), warp_labels(labels, grid)
         weights = warp_weights(weights, grid) if weights_mode == "interpolate" else None
     if separate:

@@ -25,6 +25,7 @@ import zarr
 from . import __version__
 from .augment import (ARRAYS, LAYOUT, PARALLEL_MIN_PX, AugmentParams, augment_plane, copy_rng, dataset_frequencies,
                       draw_transform, torch_threads)
+from .channels import CHANNELS_ATTR, spatial_shape
 from .errors import InputError
 from .io import atomic_path
 from .weights import weight_kwargs
@@ -41,16 +42,18 @@ def _check_source(sample, path, need_weights):
     missing = [name for name in needed if name not in group]
     if missing:
         raise InputError(path, f"has no array {', '.join(missing)}", f"re-run ingest and weights for sample {sample}")
+    names = list(group["image"].attrs.get(CHANNELS_ATTR) or [])
     shapes = {name: group[name].shape for name in ARRAYS if name in group}
-    shape = shapes["image"]
-    if len(set(shapes.values())) != 1 or len(shape) not in (2, 3) or min(shape[-2:]) < 2:
-        raise InputError(path, f"has array shapes {shapes}",
-                         "image, labels and weights must share one (Y, X) or (N, Y, X) shape, Y and X >= 2")
+    shape = shapes["labels"]
+    spatial = {spatial_shape(shapes["image"], len(names))} | {shapes[a] for a in shapes if a != "image"}
+    if len(spatial) != 1 or len(shape) not in (2, 3) or min(shape[-2:]) < 2:
+        raise InputError(path, f"has array shapes {shapes}", "image (less its channel axis), labels and weights "
+                         "must share one (Y, X) or (N, Y, X) shape, Y and X >= 2")
     if group["labels"].dtype.kind not in "iu" or group["image"].dtype.kind != "f":
         raise InputError(path, f"has image {group['image'].dtype} and labels {group['labels'].dtype}",
                          "re-run ingest (image float32, labels int32)")
     attrs = dict(group["weights"].attrs) if "weights" in group else {}
-    return shape, attrs
+    return shape, attrs, names
 
 
 @functools.lru_cache(maxsize=2)
@@ -89,8 +92,11 @@ def _jsonable(value):
 def _create_group(root, sample, shape, attrs):
     """The output group of one sample, with empty arrays chunked one copy per chunk."""
     group = root.create_group(sample, attributes=attrs)
+    names = attrs.get(CHANNELS_ATTR)
     for name, dtype in zip(ARRAYS, (np.float32, np.int32, np.float32)):
-        group.create_array(name, shape=shape, chunks=(1,) + shape[1:], dtype=dtype, fill_value=0)
+        full = shape[:1] + (len(names),) + shape[1:] if name == "image" and names else shape
+        group.create_array(name, shape=full, chunks=(1,) + full[1:], dtype=dtype, fill_value=0,
+                           attributes={CHANNELS_ATTR: names} if name == "image" and names else None)
     return group
 
 
@@ -166,7 +172,8 @@ def plan(stores, params, weights_cfg, seed):
     Returns
     -------
     groups : dict of str -> (shape, attrs)
-        Output shape (planes * copies, Y, X) and attributes of each sample's group.
+        Output shape (planes * copies, Y, X) (the image adds its channel axis) and attributes
+        of each sample's group.
     tasks : list of dict
         Picklable arguments of :func:`_augment_task`, in output order.
     """
@@ -176,7 +183,7 @@ def plan(stores, params, weights_cfg, seed):
     groups, tasks = {}, []
     separate = bool(weights_cfg.get("separate_touching", False))
     for sample, source in stores.items():
-        shape, wattrs = _check_source(sample, source, params.weights_mode == "interpolate")
+        shape, wattrs, names = _check_source(sample, source, params.weights_mode == "interpolate")
         planes = shape[0] if len(shape) == 3 else 1
         frequencies = dataset_frequencies(wattrs)
         scoped = weights_cfg
@@ -186,7 +193,7 @@ def plan(stores, params, weights_cfg, seed):
             scoped = {**weights_cfg, "frequency_scope": "image"}
         groups[sample] = ((planes * params.copies,) + tuple(shape[-2:]),
                           {"source": str(source), "planes": planes, "copies": params.copies,
-                           "frequencies": frequencies})
+                           "frequencies": frequencies, **({CHANNELS_ATTR: names} if names else {})})
         common = {"sample": sample, "source": str(source), "ndim": len(shape), "seed": int(seed),
                   "params": dataclasses.asdict(params), "separate": separate,
                   "weights_kwargs": weight_kwargs(scoped, frequencies)}

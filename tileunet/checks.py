@@ -14,6 +14,7 @@ import logging
 
 import numpy as np
 
+from .channels import spatial_shape
 from .errors import InputError
 from .normalize import sample_plane
 
@@ -28,12 +29,13 @@ def warn(path, problem, fix):
 # --- images and labels ---------------------------------------------------------------------------
 
 
-def check_image(image, path="image"):
+def check_image(image, path="image", channels=1):
     """Refuse an image the pipeline cannot segment: not (Y, X) / (N, Y, X), empty, or not real numbers.
 
-    Only the shape and dtype are looked at, so ``image`` may be lazy (a zarr array).
+    Only the shape and dtype are looked at, so ``image`` may be lazy (a zarr array).  An
+    image of ``channels`` > 1 has its channel axis at -3 (:mod:`tileunet.channels`).
     """
-    shape, dtype = tuple(image.shape), np.dtype(image.dtype)
+    shape, dtype = spatial_shape(image.shape, channels), np.dtype(image.dtype)
     if len(shape) not in (2, 3) or 0 in shape:
         raise InputError(path, f"has shape {shape}; tileunet takes a 2D (Y, X) image or an (N, Y, X) stack",
                          "export one channel as a 2D image or a Z/T stack")
@@ -78,17 +80,23 @@ def _planes(array):
     return [array] if array.ndim == 2 else [array[p] for p in range(array.shape[0])]
 
 
-def warn_constant(image, path="image"):
-    """Warn about planes whose intensity sample (:func:`tileunet.normalize.sample_plane`) is constant.
+def warn_constant(image, path="image", channels=1):
+    """Warn about planes (channels) whose intensity sample (:func:`tileunet.normalize.sample_plane`) is constant.
 
     Returns
     -------
-    list of int
-        The constant planes (0 for a 2D image).
+    list of int, or of (plane, channel) for ``channels`` > 1
+        The constant planes (0 for a 2D image); channels of a (C, Y, X) image as (0, c).
     """
-    flat = [p for p, plane in enumerate(_planes(image)) if np.ptp(sample_plane(plane)) == 0]
-    if flat:
+    if channels == 1:
+        flat = [p for p, plane in enumerate(_planes(image)) if np.ptp(sample_plane(plane)) == 0]
         which = "the image is" if image.ndim == 2 else f"plane(s) {flat} of {image.shape[0]} are"
+    else:
+        lead = image.shape[:-2] if image.ndim == 4 else (1, channels)
+        flat = [(p, c) for p, c in np.ndindex(*lead)
+                if np.ptp(sample_plane(image[(p, c) if image.ndim == 4 else (c,)])) == 0]
+        which = f"(plane, channel) {flat} are"
+    if flat:
         warn(path, f"{which} constant (one intensity everywhere): nothing to segment, and the prediction there "
                    f"is the network's guess for an empty frame",
              "check the export (an all-black image usually means a wrong channel or bit depth) or drop the sample")

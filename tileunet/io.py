@@ -19,6 +19,7 @@ import numpy as np
 import tifffile
 import zarr
 
+from .channels import AxisView, channel_axis, channel_names, select_channels
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -65,18 +66,60 @@ def open_array(path):
         A read-only zarr array of shape (Y, X) or (N, Y, X); nothing is read
         until it is sliced.
     """
+    arr = _open_any(path)
+    check_channels(arr.shape, declared_axes(path, arr.ndim), path)
+    arr = squeeze_singletons(arr, path)
+    return arr
+
+
+def _open_any(path):
     path = Path(path)
     if not path.exists():
         raise InputError(path, "does not exist", "check the path in the sample table (relative paths start at the working directory)")
     if path.suffix.lower() in TIFF_SUFFIXES:
-        arr = _open_tiff(path)
-    elif path.is_dir():
-        arr = _open_zarr(path)
-    else:
-        raise InputError(path, f"has unsupported type '{path.suffix}'", "use TIFF/OME-TIFF or a Zarr array")
-    check_channels(arr.shape, declared_axes(path, arr.ndim), path)
-    arr = squeeze_singletons(arr, path)
-    return arr
+        return _open_tiff(path)
+    if path.is_dir():
+        return _open_zarr(path)
+    raise InputError(path, f"has unsupported type '{path.suffix}'", "use TIFF/OME-TIFF or a Zarr array")
+
+
+def open_image(path, channels=None):
+    """Open an image lazily with its channels selected and placed in front of (Y, X).
+
+    Parameters
+    ----------
+    path : str or Path
+        As :func:`open_array`; RGB(A), OME-TIFF / ImageJ channel stacks and NGFF
+        channel axes are recognised from the file's metadata
+        (:mod:`tileunet.channels`).
+    channels : list of int or str, optional
+        Channels to keep, in order (indices or names); all if None.
+
+    Returns
+    -------
+    image : tileunet.channels.AxisView
+        Shape (Y, X) or (N, Y, X) for one channel, (C, Y, X) or (N, C, Y, X) for C > 1;
+        nothing is read until it is sliced.
+    names : list of str
+        Names of the kept channels.
+    """
+    arr = _open_any(path)
+    axes = declared_axes(path, arr.ndim)
+    chan = channel_axis(arr.shape, axes, path)
+    names = channel_names(path, arr.shape[chan], axes) if chan is not None else ["0"]
+    keep = select_channels(channels, names, path)
+    free = [a for a in range(arr.ndim) if a != chan]
+    fixed = {}
+    for a in free[:-2]:
+        if arr.shape[a] != 1:
+            break
+        fixed[a] = 0
+    view = AxisView(arr, fixed, chan, keep)
+    if len(free) - len(fixed) not in (2, 3):
+        raise InputError(path, f"has shape {arr.shape}{f' (axes {axes.upper()})' if axes else ''}; tileunet takes "
+                         "2D (Y, X) images or stacks (N, Y, X), with or without a channel axis",
+                         "export a 2D image or one Z or T stack (with its channels)")
+    return view, [names[k] for k in keep]
 
 
 def declared_axes(path, ndim):
@@ -109,34 +152,29 @@ def declared_axes(path, ndim):
 
 
 def check_channels(shape, axes, path):
-    """Refuse RGB and multichannel data: a declared channel or sample axis, or a trailing axis of <= 4.
+    """Refuse RGB and multichannel data where one channel is needed (labels, tileunet's own arrays).
 
     Parameters
     ----------
     shape : tuple of int
         The array's shape as stored.
     axes : str or None
-        :func:`declared_axes`; None falls back on the shape: a 3D array whose last axis is
-        4 or shorter is (Y, X, C), not a stack of 4-pixel-wide planes.
+        :func:`declared_axes`; None falls back on the shape (:func:`tileunet.channels.channel_axis`).
     path : str or Path
         For the message.
     """
-    shape = tuple(shape)
-    channels = [n for a, n in zip(axes or "", shape) if a in "cs" and n > 1]
-    if not channels and not axes and len(shape) == 3 and shape[-1] <= 4 < shape[-2]:
-        channels = [shape[-1]]
-    if not channels:
+    axis = channel_axis(shape, axes, path)
+    if axis is None:
         return
-    n = channels[0]
+    n = tuple(shape)[axis]
     kind = "RGB" if n == 3 else "RGBA" if n == 4 and "s" in (axes or "s") else "multichannel"
     declared = f", axes {axes.upper()}" if axes else ""
     planar = (f"; if its {n} planes are a Z or T stack rather than colours, save it with "
               f"`tifffile.imwrite(path, stack, photometric='minisblack')`" if (axes or "")[:1] == "s" else "")
-    raise InputError(path, f"is {'an' if kind[0] in 'RA' else 'a'} {kind} image with {n} channels (shape {shape}"
-                     f"{declared}); RGB and multichannel images are not supported yet: tileunet segments one grey "
-                     f"channel", "convert it to one grey channel (e.g. `skimage.color.rgb2gray` of its (Y, X, 3) pixels, "
-                     "saved with `tifffile.imwrite`) or export the channel to segment as a 2D image or stack (label "
-                     f"images hold one instance id per pixel, not colours){planar}")
+    raise InputError(path, f"is {'an' if kind[0] in 'RA' else 'a'} {kind} image with {n} channels (shape "
+                     f"{tuple(shape)}{declared}), where one channel is needed: label images hold one instance id "
+                     f"per pixel, not colours", "export the labels as a grey integer image (one id per cell, "
+                     f"e.g. `tifffile.imwrite(path, labels.astype('uint16'))`){planar}")
 
 
 def squeeze_singletons(arr, path):
@@ -148,18 +186,27 @@ def squeeze_singletons(arr, path):
     if lead:
         arr = arr[(0,) * lead] if len(shape) - lead > 0 else arr
     if arr.ndim not in (2, 3):
-        raise InputError(path, f"has shape {shape}; tileunet takes 2D (Y, X) images or stacks (N, Y, X)",
-                         "export a single channel as a 2D image or a 3D stack (multichannel images are not supported yet)")
+        raise InputError(path, f"has shape {shape}; tileunet takes 2D (Y, X) labels or stacks (N, Y, X)",
+                         "export the labels as a 2D image or a 3D stack of the image's planes")
     return arr
 
 
 def read_array(path):
-    """Read a whole image or label file into memory (for training-size data).
+    """Read a whole label (or single-channel) file into memory (for training-size data).
 
     Corrupt pixel data (truncated strips, broken compression) surfaces here,
     since :func:`open_array` only parses the header.
     """
-    arr = open_array(path)
+    return _read(path, open_array(path))
+
+
+def read_image(path, channels=None):
+    """:func:`open_image` read into memory: (numpy.ndarray, channel names)."""
+    view, names = open_image(path, channels)
+    return _read(path, view), names
+
+
+def _read(path, arr):
     try:
         return np.asarray(arr[...])
     except Exception as exc:

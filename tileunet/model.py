@@ -192,11 +192,13 @@ def load_model(path, device="cpu"):
     The intensity normalisation is attached as ``model.normalization``, the
     post-processing chosen on the validation images
     (:func:`tileunet.postprocess.tune`) as ``model.postprocessing`` (None if
-    the file holds none).
+    the file holds none), the names of the training images' channels as
+    ``model.channels`` (None for single-channel images).
     """
     payload = read_model_file(path)
     model = UNet(**payload["config"])
     model.load_state_dict(payload["state_dict"])
     model.normalization = payload.get("normalization", {})
     model.postprocessing = payload.get("postprocessing")
+    model.channels = payload.get("channels")
     return model.to(device).eval()

@@ -37,14 +37,14 @@ DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))
 
 
 def _forward(model, batch, amp=False, tta=False):
-    """Soft-max class probabilities of a batch: (B, s, s) float32 -> (B, classes, o, o) float32.
+    """Soft-max class probabilities of a batch: (B, C, s, s) float32 -> (B, classes, o, o) float32.
 
     With ``tta`` the mean over the 8 flips and quarter turns of the input,
     each output turned back (not in the paper; exact under overlap-tile, as
     every turn of a valid tile is a valid tile).
     """
     device = next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(batch))[:, None].to(device)  # (B, 1, s, s)
+    x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)  # (B, C, s, s)
     total = None
     with torch.inference_mode(), autocast(device, amp):
         for k, flip in DIHEDRAL if tta else DIHEDRAL[:1]:
@@ -81,7 +81,7 @@ def forward_plane(model, plane, tta=False):
     ----------
     model : tileunet.model.UNet
         In eval mode.
-    plane : numpy.ndarray of float32, shape (Y, X)
+    plane : numpy.ndarray of float32, shape (Y, X), or (C, Y, X) for a model of C > 1 channels
         Already normalised (as the arrays of ``results/data``).
     tta : bool
         Average over the 8 flips and quarter turns (:func:`_forward`).
@@ -97,18 +97,31 @@ def forward_plane(model, plane, tta=False):
     margin plus what reaches a valid size after (paper section 2, figure 2).
     """
     m = model.margin
-    size = [model.input_size(smallest_output(model, n)) for n in plane.shape]
-    padded = np.pad(plane, [(m, s - n - m) for s, n in zip(size, plane.shape)], mode="symmetric")
-    return class_maps(_forward(model, padded[None], tta=tta))[0, :, :plane.shape[0], :plane.shape[1]]
+    plane = _with_channels(model, plane)
+    ny, nx = plane.shape[-2:]
+    size = [model.input_size(smallest_output(model, n)) for n in (ny, nx)]
+    padded = np.pad(plane, [(0, 0)] + [(m, s - n - m) for s, n in zip(size, (ny, nx))], mode="symmetric")
+    return class_maps(_forward(model, padded[None], tta=tta))[0, :, :ny, :nx]
+
+
+def _with_channels(model, plane):
+    """One plane as (C, Y, X) for the model's C input channels; refuses another channel count."""
+    plane = np.asarray(plane)
+    channels = model.config.in_channels
+    chw = plane[None] if channels == 1 and plane.ndim == 2 else plane
+    if chw.ndim != 3 or chw.shape[0] != channels:
+        raise ValueError(f"the model takes {channels} channel(s) per plane, (C, Y, X) = ({channels}, Y, X), "
+                         f"got shape {plane.shape}")
+    return chw
 
 
 def predict_maps(model, image, tta=False):
-    """:func:`forward_plane` of a raw 2D image, normalised as in training: (K, Y, X) float32."""
-    image = np.asarray(image)
-    check_image(image)
-    if image.ndim != 2:
-        raise ValueError(f"predict_image takes one 2D plane, got shape {image.shape}")
-    return forward_plane(model, apply_range(image, *intensity_range(image, *normalization_params(model))), tta)
+    """:func:`forward_plane` of a raw 2D image (C, Y, X with channels), normalised as in training: (K, Y, X)."""
+    image = _with_channels(model, image)
+    check_image(image[0])  # shape and dtype of one channel
+    low, high = normalization_params(model)
+    lo, hi = (np.array(v).reshape(-1, 1, 1) for v in zip(*(intensity_range(c, low, high) for c in image)))
+    return forward_plane(model, apply_range(image, lo, hi), tta)
 
 
 def predict_image(model, image, tta=False):
@@ -118,7 +131,7 @@ def predict_image(model, image, tta=False):
     ----------
     model : tileunet.model.UNet
         In eval mode; ``model.normalization`` gives the percentiles.
-    image : array-like, shape (Y, X)
+    image : array-like, shape (Y, X), or (C, Y, X) for a model of C > 1 channels
         Raw intensities.
     tta : bool
         Average over the 8 flips and quarter turns.
@@ -131,8 +144,8 @@ def predict_image(model, image, tta=False):
 
     Notes
     -----
-    Normalised per plane as in training (:mod:`tileunet.normalize`), then
-    :func:`forward_plane`.
+    Normalised per plane and channel as in training (:mod:`tileunet.normalize`),
+    then :func:`forward_plane`.
     """
     return predict_maps(model, image, tta)[0]
 
@@ -145,7 +158,9 @@ def predict_tiles(model, image, plane, origins, tiling, lo, hi, amp=False, tta=F
     list of numpy.ndarray of float32, each the chunk's (K, h, w), clipped at the slide edge
         K maps as :func:`class_maps`.
     """
-    batch = np.stack([apply_range(input_window(image, plane, cy, cx, tiling), lo, hi) for cy, cx in origins])
+    channels = model.config.in_channels
+    lo, hi = (np.asarray(v, np.float64).reshape(-1, 1, 1) for v in (lo, hi))  # one range per channel
+    batch = np.stack([apply_range(input_window(image, plane, cy, cx, tiling, channels), lo, hi) for cy, cx in origins])
     if not np.isfinite(batch).all():
         bad = [o for o, window in zip(origins, batch) if not np.isfinite(window).all()]
         raise ValueError(f"NaN or infinite pixels in the input windows of chunks (row, column) {bad} of plane {plane}")
@@ -164,7 +179,7 @@ def plane_maps(model, plane, tile, batch_size=4, tta=False):
     ----------
     model : tileunet.model.UNet
         In eval mode.
-    plane : numpy.ndarray of float32, shape (Y, X)
+    plane : numpy.ndarray of float32, shape (Y, X), or (C, Y, X) for a model of C > 1 channels
         Already normalised (as the arrays of ``results/data``).
     tile : int
         Output tile edge (see :func:`plan_tiling`).
@@ -179,19 +194,30 @@ def plane_maps(model, plane, tile, batch_size=4, tta=False):
         See :func:`class_maps`.
     """
     t = plan_tiling(model, tile)
-    _, ny, nx = grid_of(plane.shape, t.chunk)
+    shape = plane.shape[-2:]
+    _, ny, nx = grid_of(shape, t.chunk)
     origins = [(cy, cx) for cy in range(ny) for cx in range(nx)]
-    out = np.zeros((model.config.n_classes - 1,) + plane.shape, np.float32)
+    out = np.zeros((model.config.n_classes - 1,) + shape, np.float32)
     for i in range(0, len(origins), batch_size):
         batch = origins[i:i + batch_size]
         for (cy, cx), maps in zip(batch, predict_tiles(model, plane, None, batch, t, 0.0, 1.0, tta=tta)):
-            out[(slice(None), *chunk_slices(plane.shape, t.chunk, 0, cy, cx))] = maps
+            out[(slice(None), *chunk_slices(shape, t.chunk, 0, cy, cx))] = maps
     return out
 
 
 def plane_ranges(model, image):
-    """Per-plane (lo, hi) intensity range, read lazily (a strided sample of each plane)."""
+    """Per-plane intensity range, read lazily (a strided sample of each plane).
+
+    Returns
+    -------
+    list of (lo, hi)
+        One pair per plane: floats, or lists of one float per channel for a model of C > 1 channels.
+    """
     low, high = normalization_params(model)
+    channels = model.config.in_channels
     lazy = da.from_array(image, chunks=(1,) * (image.ndim - 2) + (2048, 2048))
-    planes = [lazy] if image.ndim == 2 else [lazy[p] for p in range(image.shape[0])]
-    return [intensity_range(plane, low, high) for plane in planes]
+    planes = [lazy[p] for p in range(lazy.shape[0])] if lazy.ndim == (4 if channels > 1 else 3) else [lazy]
+    if channels == 1:
+        return [intensity_range(plane, low, high) for plane in planes]
+    return [tuple(list(v) for v in zip(*(intensity_range(plane[c], low, high) for c in range(channels))))
+            for plane in planes]

@@ -16,10 +16,11 @@ from pathlib import Path
 import jsonschema
 
 from . import geometry
+from .channels import spatial_shape
 from .checks import check_image, check_label_type, check_pair
 from .config import load_schema, source_of
 from .errors import InputError
-from .io import open_array
+from .io import open_array, open_image
 
 
 # --- the configuration ---------------------------------------------------------------------------
@@ -116,15 +117,11 @@ def check_tile_sizes(config, layers=()):
     InputError
         ``train.tile_size`` not a valid input edge (:func:`tileunet.geometry.output_size`),
         ``predict.tile`` not an output edge the overlap-tile plan accepts
-        (:func:`predict_tile_problem`), or ``model.in_channels`` other than 1.
+        (:func:`predict_tile_problem`).
     """
     model = config["model"]
     depth, padding = model["depth"], model["padding"]
     net = f" (model.depth {depth} is set by {source_of('model.depth', layers)})"
-    if model["in_channels"] != 1:
-        raise InputError(source_of("model.in_channels", layers),
-                         f"model.in_channels is {model['in_channels']}, but multichannel input is not supported yet "
-                         f"(images are single-channel grey)", "set model.in_channels: 1")
     tile = config["train"]["tile_size"]
     if geometry.output_size(tile, depth, padding) is None:
         raise InputError(source_of("train.tile_size", layers),
@@ -138,7 +135,7 @@ def check_tile_sizes(config, layers=()):
 # --- the sample table's files ---------------------------------------------------------------------
 
 
-def _open_source(path, what, produced):
+def _open_source(path, what, produced, opener=open_array):
     """Open one file of the sample table lazily, or None if a rule of the workflow will make it."""
     if produced(path):
         return None
@@ -148,16 +145,18 @@ def _open_source(path, what, produced):
                          "correct the path in the sample table, or create the file")
     if not os.access(p, os.R_OK) or (p.is_dir() and not os.access(p, os.X_OK)):
         raise InputError(path, f"is not readable ({what})", "give yourself read permission (chmod u+r) or copy the file")
-    return open_array(p)
+    return opener(p)
 
 
-def check_sample_files(samples, table="the sample table", produced=lambda path: False):
+def check_sample_files(samples, table="the sample table", produced=lambda path: False, channels=None):
     """Refuse sample files that are missing, unreadable or of the wrong layout, before any job.
 
     Each file is opened (its header parsed, no pixels read): a missing or unreadable file, a
-    type tileunet does not read, RGB or multichannel data, a shape other than (Y, X) or
-    (N, Y, X), a non-numeric pixel type, and labels of another shape than their image are
-    refused here; NaN pixels and bad label values are found by the job that reads them.
+    type tileunet does not read, a shape other than (Y, X) or (N, Y, X) (images: with or
+    without channels), a channel ``channels`` does not find, images of different channel
+    counts, RGB or multichannel labels, a non-numeric pixel type, and labels of another
+    shape than their image are refused here; NaN pixels and bad label values are found by
+    the job that reads them.
 
     Parameters
     ----------
@@ -168,12 +167,20 @@ def check_sample_files(samples, table="the sample table", produced=lambda path: 
         ``produced(path)`` is True for a file a rule of the workflow will write (the demo's
         frames): such files are checked by the job that reads them.
     """
+    counts = {}
     for s in samples.values():
-        image = _open_source(s.image, f"image of sample {s.name!r} in {table}", produced)
+        opened = _open_source(s.image, f"image of sample {s.name!r} in {table}", produced,
+                              lambda p: open_image(p, channels))
         labels = _open_source(s.labels, f"labels of sample {s.name!r} in {table}", produced) if s.labels else None
+        image, names = opened or (None, None)
         if image is not None:
-            check_image(image, s.image)
+            check_image(image, s.image, len(names))
+            counts.setdefault(len(names), (s.image, names))
         if labels is not None:
             check_label_type(labels.dtype, s.labels)
         if image is not None and labels is not None:
-            check_pair(s.image, image.shape, s.labels, labels.shape)
+            check_pair(s.image, spatial_shape(image.shape, len(names)), s.labels, labels.shape)
+    if len(counts) > 1:
+        (n1, (p1, c1)), (n2, (p2, c2)) = sorted(counts.items())[:2]
+        raise InputError(p2, f"has {n2} channel(s) {c2}, but {p1} has {n1} {c1}: one network takes one channel count",
+                         "give every image of the sample table the same channels, or choose them with ingest.channels")

@@ -35,6 +35,7 @@ from dask.callbacks import Callback
 from tqdm import tqdm
 
 from . import __version__, ome, postprocess
+from .channels import spatial_shape
 from .errors import InputError
 from .predict import check_image, plane_ranges, predict_tiles
 from .tiling import TilePlan, bands, chunk_slices, grid_of, plan_tiling
@@ -71,7 +72,7 @@ def prepare(model, image, work, tile, probability_dtype="float16", pyramid_level
     Parameters
     ----------
     model : tileunet.model.UNet
-    image : array-like, (Y, X) or (N, Y, X)
+    image : array-like, (Y, X) or (N, Y, X); (C, Y, X) or (N, C, Y, X) for a model of C > 1 channels
     work : str or Path
         Work folder: holds the store (``prediction.ome.zarr``) and the done markers.
     tile, probability_dtype, pyramid_levels, leading_axis, tta
@@ -87,10 +88,15 @@ def prepare(model, image, work, tile, probability_dtype="float16", pyramid_level
     dict
         The store's ``tileunet`` attributes (tiling, ranges, fingerprint).
     """
-    check_image(image, source or "image")
+    channels = model.config.in_channels
+    check_image(image, source or "image", channels)
+    if channels > 1 and image.shape[-3] != channels:
+        raise InputError(_slide_path(source), f"has {image.shape[-3]} channels (shape {tuple(image.shape)}), the "
+                         f"model {channels}", "predict with the channels the model was trained on (ingest.channels)")
+    shape = spatial_shape(image.shape, channels)
     t = plan_tiling(model, tile)
     key = {"tileunet_version": __version__, "model": model_digest(model), "source": str(source),
-           "shape": list(image.shape), "dtype": str(np.dtype(image.dtype)), "tiling": dataclasses.asdict(t),
+           "shape": list(shape), "dtype": str(np.dtype(image.dtype)), "tiling": dataclasses.asdict(t),
            "probability_dtype": probability_dtype, "pyramid_levels": pyramid_levels, "leading_axis": leading_axis,
            "tta": bool(tta), "pixel_size": {a: list(v) for a, v in sorted((pixel_size or {}).items())}}
     work = Path(work)
@@ -108,13 +114,13 @@ def prepare(model, image, work, tile, probability_dtype="float16", pyramid_level
                          "replace them (e.g. with the background value) before predicting")
     tmp = work.with_name(f".{work.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    ome.create_prediction(tmp / STORE, image.shape, t.chunk, probability_dtype, pyramid_levels, leading_axis, meta,
+    ome.create_prediction(tmp / STORE, shape, t.chunk, probability_dtype, pyramid_levels, leading_axis, meta,
                           pixel_size=pixel_size)
     scratch = zarr.open_group(tmp / SCRATCH, mode="w-", zarr_format=3)
-    chunks = (1,) * (image.ndim - 2) + (t.chunk, t.chunk)
+    chunks = (1,) * (len(shape) - 2) + (t.chunk, t.chunk)
     if model.config.n_classes == 3:
-        scratch.create_array("seeds", shape=image.shape, dtype=probability_dtype, chunks=chunks, fill_value=0)
-    scratch.create_array("anchored", shape=image.shape, dtype="int64", chunks=chunks, fill_value=0)
+        scratch.create_array("seeds", shape=shape, dtype=probability_dtype, chunks=chunks, fill_value=0)
+    scratch.create_array("anchored", shape=shape, dtype="int64", chunks=chunks, fill_value=0)
     (tmp / DONE).mkdir()
     os.replace(tmp, work)  # a store half-created by a crash is never taken for a resumable one
     return meta
@@ -161,15 +167,27 @@ def _load(path, device):
     return load_model(path, select_device(device))
 
 
+@dataclasses.dataclass(frozen=True)
+class SlideFile:
+    """A slide path and the channels to read (``ingest.channels`` as a tuple), opened once per process."""
+
+    path: str
+    channels: tuple = None
+
+    def load(self):
+        return _open(str(self.path), self.channels)
+
+
 @functools.lru_cache(maxsize=4)
-def _open(path):
-    from .io import open_array
-    return open_array(path)
+def _open(path, channels):
+    from .io import open_image
+    return open_image(path, None if channels is None else list(channels))[0]
 
 
 def _resolve(model, image):
-    """The UNet and the slide array behind a :class:`ModelFile` and a slide path (or the objects themselves)."""
-    return (model.load() if isinstance(model, ModelFile) else model), (_open(image) if isinstance(image, str)
+    """The UNet and the slide array behind a :class:`ModelFile` and a :class:`SlideFile` or path (or the objects)."""
+    image = SlideFile(image) if isinstance(image, str) else image
+    return (model.load() if isinstance(model, ModelFile) else model), (image.load() if isinstance(image, SlideFile)
                                                                         else image)
 
 
@@ -221,9 +239,9 @@ def predict_rows(model, image, work, rows=None, batch_size=4, amp=False, workers
         A model object is shared by the local threads; a :class:`ModelFile`
         is loaded once per worker process (needed with a ``dask.distributed``
         scheduler).
-    image : array-like or str
-        The slide, or its path (opened with :func:`tileunet.io.open_array`
-        on each worker).
+    image : array-like, SlideFile or str
+        The slide, or its path (and channels) opened with :func:`tileunet.io.open_image`
+        on each worker.
     work : str or Path
         Work folder made by :func:`prepare`.
     rows : (int, int), optional
@@ -337,8 +355,9 @@ def predict_to_ome_zarr(model, image, output, work, tile, pp, batch_size=4, halo
     ----------
     model : tileunet.model.UNet
         In eval mode on its device.
-    image : array-like, shape (Y, X) or (N, Y, X)
-        Raw slide, read lazily window by window (zarr, tifffile's zarr store, numpy).
+    image : array-like, shape (Y, X) or (N, Y, X); (C, Y, X) or (N, C, Y, X) for a model of C > 1 channels
+        Raw slide, read lazily window by window (zarr, tifffile's zarr store, numpy,
+        :func:`tileunet.io.open_image`).
     output : str or Path
         The ``.ome.zarr`` to write; appears only when complete.
     work : str or Path

@@ -22,6 +22,7 @@ import torch
 import zarr
 
 from . import targets
+from .channels import CHANNELS_ATTR, as_chw, spatial_shape
 from .errors import InputError
 from .tiling import inside_mask, read_window
 
@@ -30,11 +31,20 @@ ARRAYS = ("image", "labels", "weights")
 
 @dataclasses.dataclass(frozen=True)
 class Plane:
-    """One 2D plane of a Zarr group: ``store`` path, leading index (None for 2D), (Y, X)."""
+    """One 2D plane of a Zarr group: ``store`` path, leading index (None for 2D), (Y, X), channel names.
+
+    ``channels`` is empty for a single-channel image; otherwise the image array has the
+    channel axis at -3 (:mod:`tileunet.channels`).
+    """
 
     store: str
     index: object
     shape: tuple
+    channels: tuple = ()
+
+    @property
+    def n_channels(self):
+        return max(len(self.channels), 1)
 
 
 def _open_group(path, need_leading):
@@ -47,20 +57,22 @@ def _open_group(path, need_leading):
     missing = [a for a in ARRAYS if a not in group]
     if missing:
         raise InputError(path, f"lacks the arrays {missing}", "re-run the weights and augment stages that write them")
+    names = tuple(group["image"].attrs.get(CHANNELS_ATTR) or ())
     shapes = {a: group[a].shape for a in ARRAYS}
-    if len(set(shapes.values())) != 1 or len(shapes["image"]) not in ((3,) if need_leading else (2, 3)):
-        raise InputError(path, f"has arrays of shapes {shapes}; image, labels and weights must share one "
-                         f"{'(copies, Y, X)' if need_leading else '(Y, X) or (N, Y, X)'} shape",
+    spatial = {spatial_shape(shapes["image"], len(names))} | {shapes[a] for a in ARRAYS[1:]}
+    if len(spatial) != 1 or len(shapes["labels"]) not in ((3,) if need_leading else (2, 3)):
+        raise InputError(path, f"has arrays of shapes {shapes}; image (less its channel axis), labels and weights "
+                         f"must share one {'(copies, Y, X)' if need_leading else '(Y, X) or (N, Y, X)'} shape",
                          "re-run the stage that writes it")
-    return group, shapes["image"]
+    return group, shapes["labels"], names
 
 
 def planes_of(path, need_leading=False):
     """The :class:`Plane` list of one sample group (2D, or a stack / augmented copies)."""
-    _, shape = _open_group(path, need_leading)
+    _, shape, names = _open_group(path, need_leading)
     if len(shape) == 2:
-        return [Plane(str(path), None, tuple(shape))]
-    return [Plane(str(path), i, tuple(shape[1:])) for i in range(shape[0])]
+        return [Plane(str(path), None, tuple(shape), names)]
+    return [Plane(str(path), i, tuple(shape[1:]), names) for i in range(shape[0])]
 
 
 def sample_groups(root):
@@ -123,7 +135,7 @@ class TileReader:
 
         Returns
         -------
-        image : float32 (1, out + 2 margin, out + 2 margin)
+        image : float32 (C, out + 2 margin, out + 2 margin)
         target : int64 (out, out)
             Class per pixel (:func:`tileunet.targets.classes`).
         weights : float32 (out, out)
@@ -134,7 +146,8 @@ class TileReader:
         image = read_window(group["image"], plane.index, y - m, x - m, out + 2 * m, out + 2 * m)
         labels = read_window(group["labels"], plane.index, y - c, x - c, out + 2 * c, out + 2 * c)
         weights = read_window(group["weights"], plane.index, y, x, out, out) * inside_mask(y, x, out, out, plane.shape)
-        return (image.astype(np.float32, copy=False)[None], targets.classes(labels, self.target, self.border_width),
+        return (as_chw(image, plane.n_channels).astype(np.float32, copy=False),
+                targets.classes(labels, self.target, self.border_width),
                 weights.astype(np.float32, copy=False))
 
 
@@ -240,7 +253,7 @@ def validation_tiles(stores, out, margin, n_tiles, target="foreground", border_w
     Returns
     -------
     tuple of torch.Tensor or None
-        image (T, 1, out + 2 margin, out + 2 margin) float32, target (T, out, out) int64,
+        image (T, C, out + 2 margin, out + 2 margin) float32, target (T, out, out) int64,
         weights (T, out, out) float32 (0 outside the planes); None without stores.
     """
     planes = [p for s in stores for p in planes_of(s)]
@@ -254,7 +267,7 @@ def validation_tiles(stores, out, margin, n_tiles, target="foreground", border_w
 
 
 def validation_planes(stores):
-    """Every whole validation plane: list of (normalised image float32 (Y, X), labels int32 (Y, X))."""
+    """Every whole validation plane: list of (normalised image float32 (Y, X) or (C, Y, X), labels int32 (Y, X))."""
     out = []
     for plane in (p for s in stores for p in planes_of(s)):
         group = zarr.open_group(plane.store, mode="r")

@@ -67,23 +67,25 @@ def read_window(array, plane, y0, x0, height, width, mode=MIRROR_MODE):
 
     Parameters
     ----------
-    array : array-like, shape (Y, X) or (N, Y, X)
+    array : array-like, shape (Y, X) or (N, Y, X); (C, Y, X) or (N, C, Y, X) with channels
         zarr, numpy or anything sliceable.
     plane : int or None
-        Index on the leading axis; None for a 2D array.
+        Index on the leading (stack) axis; None for an image without one.
     y0, x0 : int
         Window origin (px); may be negative.
     height, width : int
 
     Returns
     -------
-    numpy.ndarray, shape (height, width), dtype of ``array``
+    numpy.ndarray, shape (height, width), or (C, height, width) with channels; dtype of ``array``
     """
     ny, nx = array.shape[-2:]
     rows, cols = mirror_index(y0, y0 + height, ny, mode), mirror_index(x0, x0 + width, nx, mode)
     box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
-    block = np.asarray(array[box if plane is None else (plane, *box)])
-    return block[np.ix_(rows - rows.min(), cols - cols.min())]
+    lead = () if plane is None else (plane,)
+    channels = (slice(None),) * (len(array.shape) - 2 - len(lead))  # explicit: some readers take no Ellipsis
+    block = np.asarray(array[(*lead, *channels, *box)])
+    return block[(Ellipsis, *np.ix_(rows - rows.min(), cols - cols.min()))]
 
 
 def inside_mask(y0, x0, height, width, shape):
@@ -115,13 +117,16 @@ def chunk_slices(shape, chunk, p, cy, cx):
     return in_stack(shape, p, chunk_box(shape[-2:], chunk, cy, cx))
 
 
-def input_window(image, plane, cy, cx, tiling):
-    """Raw network input of chunk (cy, cx): (window, window), mirrored outside the plane.
+def input_window(image, plane, cy, cx, tiling, channels=1):
+    """Raw network input of chunk (cy, cx): (C, window, window), mirrored outside the plane.
 
-    Reads only the bounding box of the pixels it needs.
+    Reads only the bounding box of the pixels it needs.  ``image`` is (Y, X) or (N, Y, X),
+    or with ``channels`` > 1 (C, Y, X) or (N, C, Y, X).
     """
     y0, x0 = tiling.read_origin(cy, cx)
-    return read_window(image, None if image.ndim == 2 else plane, y0, x0, tiling.window, tiling.window)
+    stacked = image.ndim == (4 if channels > 1 else 3)
+    window = read_window(image, plane if stacked else None, y0, x0, tiling.window, tiling.window)
+    return window if channels > 1 else window[None]
 
 
 def bands(n_rows, parts):

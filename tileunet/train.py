@@ -29,7 +29,8 @@ from .errors import InputError
 from .interrupts import Interrupted, SignalFlag, worker_init
 from .model import UNet, check_input_size
 from .tables import write_tsv
-from .tiles import IterationBatches, RandomTiles, TileReader, augmented_planes, validation_planes, validation_tiles
+from .tiles import (IterationBatches, RandomTiles, TileReader, augmented_planes, planes_of, validation_planes,
+                    validation_tiles)
 from .training_run import TrainingRun, deliver
 from .validation import evaluate, validate_instances
 
@@ -250,14 +251,18 @@ def _train(augmented, val_stores, model_config, train_config, checkpoint_dir, se
     if "n_classes" in model_config:
         raise ValueError("model.n_classes follows train.target (foreground: 2, border: 3). "
                          "Fix: remove n_classes from the model config and set train.target")
-    model = UNet(**model_config, n_classes=targets.n_classes(cfg.target))
-    if model.config.in_channels != 1:
-        raise ValueError("training takes single-channel images. Fix: set model.in_channels: 1")
+    planes = augmented_planes(augmented)
+    names = data_channels(planes + [p for s in val_stores for p in planes_of(s)], augmented)
+    if model_config.get("in_channels") not in (None, max(len(names), 1)):
+        raise InputError(augmented, f"holds images of {max(len(names), 1)} channel(s) {list(names) or ''}, but "
+                         f"model.in_channels is {model_config['in_channels']}",
+                         "leave model.in_channels unset (it follows the images), or choose channels with ingest.channels")
+    model = UNet(**{**model_config, "in_channels": max(len(names), 1)}, n_classes=targets.n_classes(cfg.target))
     try:
         out = check_input_size(cfg.tile_size, model.config.depth, model.config.padding)
     except ValueError as exc:
         raise ValueError(f"train.tile_size: {exc}. Fix: set train.tile_size to one of them") from exc
-    reader = TileReader(augmented_planes(augmented), out, model.margin, cfg.target, cfg.border_width)
+    reader = TileReader(planes, out, model.margin, cfg.target, cfg.border_width)
     if cfg.target == "border":
         _check_interior(reader, augmented, cfg.border_width)
     val = validation_tiles(val_stores, out, model.margin, cfg.val_tiles, cfg.target, cfg.border_width)
@@ -274,7 +279,19 @@ def _train(augmented, val_stores, model_config, train_config, checkpoint_dir, se
              workers)
     history, delivered = fit(model, RandomTiles(reader, seed, cfg.foreground_p), val, cfg, checkpoint_dir, device,
                              workers, fp, on_step=on_step, progress=progress, val_planes=val_planes)
+    delivered.channels = list(names) or None  # stored in model.pt: predict reads the same channels
     return delivered, history
+
+
+def data_channels(planes, source):
+    """The channel names all training and validation planes share (empty: single-channel); refuses a mix."""
+    found = {p.channels for p in planes}
+    if len(found) > 1:
+        by = {names: next(p.store for p in planes if p.channels == names) for names in found}
+        raise InputError(source, "mixes images of different channels: " + "; ".join(
+            f"{list(n) or 'one channel'} in {store}" for n, store in sorted(by.items())),
+            "give every sample the same channels (ingest.channels selects them by index or name)")
+    return found.pop() if found else ()
 
 
 def _check_interior(reader, augmented, border_width):

@@ -107,8 +107,11 @@ def _sample(array, grid, mode):
 
 
 def warp_image(image, grid):
-    """Bicubic (Keys, a = -0.75) resampling of a float32 (Y, X) image at ``grid``."""
-    return _sample(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), grid, "bicubic").numpy()
+    """Bicubic (Keys, a = -0.75) resampling of a float32 (Y, X) image, or of every channel of a (C, Y, X) one, at ``grid``."""
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    if x.ndim == 2:
+        return _sample(x, grid, "bicubic").numpy()
+    return F.grid_sample(x[None], grid, mode="bicubic", padding_mode="reflection", align_corners=True)[0].numpy()
 
 
 def warp_weights(weights, grid):

@@ -14,6 +14,23 @@ def grey(image, low=0.5, high=99.5):
     return np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1)
 
 
+def display_rgb(image):
+    """An image for display as float (Y, X, 3) in [0, 1]: grey for (Y, X), channels as R, G, B for (C, Y, X).
+
+    Each channel is scaled by :func:`grey`; of more than three channels the first three are
+    shown, and two channels are shown magenta / green (R = B = channel 0, G = channel 1).
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return np.repeat(grey(image)[..., None], 3, axis=-1)
+    shown = [grey(c) for c in image[:3]]
+    if len(shown) == 1:
+        shown *= 3
+    elif len(shown) == 2:
+        shown.append(shown[0])
+    return np.stack(shown, axis=-1)
+
+
 def cell_box(labels, margin=32):
     """The part of a frame worth showing: the cells' bounding box grown by ``margin`` px.
 

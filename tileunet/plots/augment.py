@@ -11,7 +11,7 @@ import zarr
 from matplotlib.figure import Figure
 from skimage.segmentation import find_boundaries
 
-from . import cell_box, grey
+from . import cell_box, display_rgb
 
 CONTOUR_COLOUR = (0.9, 0.62, 0.0)  # Okabe-Ito orange, readable on grey
 
@@ -37,8 +37,8 @@ def pick_examples(store, n):
 
 
 def contour_rgb(image, labels):
-    """The image in grey (:func:`tileunet.plots.grey`) with instance contours, float (Y, X, 3) in [0, 1]."""
-    rgb = np.repeat(grey(image)[..., None], 3, axis=-1)
+    """The image (:func:`tileunet.plots.display_rgb`) with instance contours, float (Y, X, 3) in [0, 1]."""
+    rgb = display_rgb(image)
     rgb[find_boundaries(np.asarray(labels), mode="inner")] = CONTOUR_COLOUR
     return rgb
 
@@ -73,17 +73,18 @@ def examples_figure(store, n=4, max_side=384, dpi=100, margin=32):
     shown = []
     for sample, index in picks:
         box = cell_box(group[sample]["labels"][index], margin)
-        shown.append(tuple(np.asarray(group[sample][name][(index, *box)]) for name in ("image", "labels", "weights")))
-    ny, nx = np.max([c[0].shape for c in shown], axis=0)
+        shown.append(tuple(np.asarray(group[sample][name][(index, Ellipsis, *box)])
+                           for name in ("image", "labels", "weights")))
+    ny, nx = np.max([c[1].shape for c in shown], axis=0)
     panel = 2.6  # inches per example column
     fig = Figure(figsize=(panel * len(picks) + 1.0, 2 * panel * ny / nx + 0.5), dpi=dpi, layout="constrained")
     axes = fig.subplots(2, len(picks), squeeze=False)
     wmax = max(float(c[2].max()) for c in shown)
     for col, ((sample, index), (image, labels, weights)) in enumerate(zip(picks, shown)):
         g = group[sample]
-        step = max(1, -(-max(image.shape) // max_side))
+        step = max(1, -(-max(labels.shape) // max_side))
         sub = (slice(None, None, step), slice(None, None, step))
-        axes[0, col].imshow(contour_rgb(image[sub], labels[sub]), interpolation="nearest")
+        axes[0, col].imshow(contour_rgb(image[(Ellipsis, *sub)], labels[sub]), interpolation="nearest")
         im = axes[1, col].imshow(weights[sub], cmap="magma", vmin=0, vmax=wmax, interpolation="nearest")
         copies = g.attrs.get("copies", 1)
         axes[0, col].set_title(f"{sample} plane {index // copies} copy {index % copies}", fontsize=8)

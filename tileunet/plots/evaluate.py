@@ -18,7 +18,7 @@ from skimage.segmentation import find_boundaries
 
 from ..metrics import merged_instances, split_instances
 from ..repeats import per_variant
-from . import box_note, cell_box, grey
+from . import box_note, cell_box, display_rgb
 
 TRUE_COLOUR = (0.0, 0.62, 0.45)  # bluish green
 PRED_COLOUR = (0.8, 0.47, 0.65)  # reddish purple
@@ -36,8 +36,8 @@ def overlay_rgb(image, pred_labels, true_labels, merged=(), split=(), alpha=0.45
 
     Parameters
     ----------
-    image : ndarray of float, shape (Y, X)
-        Normalised intensities; [0, 1] maps to black..white, outside is clipped.
+    image : ndarray of float, shape (Y, X), or (C, Y, X)
+        Normalised intensities, shown by :func:`tileunet.plots.display_rgb`.
     pred_labels, true_labels : ndarray of int, shape (Y, X)
         Instance ids, 0 = background.
     merged : sequence of int
@@ -53,10 +53,10 @@ def overlay_rgb(image, pred_labels, true_labels, merged=(), split=(), alpha=0.45
         In [0, 1].
     """
     image, pred, true = np.asarray(image), np.asarray(pred_labels), np.asarray(true_labels)
-    if not image.shape == pred.shape == true.shape or image.ndim != 2:
+    if not image.shape[-2:] == pred.shape == true.shape or image.ndim not in (2, 3) or pred.ndim != 2:
         raise ValueError(f"image {image.shape}, pred_labels {pred.shape} and true_labels {true.shape} "
-                         "must be 2D arrays of one shape; pass one plane of the same image")
-    rgb = np.repeat(grey(image)[..., None], 3, axis=-1)
+                         "must be 2D arrays of one shape (the image may add a channel axis); pass one plane")
+    rgb = display_rgb(image)
     _tint(rgb, np.isin(pred, np.asarray(merged)) & (pred != 0), MERGE_COLOUR, alpha)
     _tint(rgb, np.isin(true, np.asarray(split)) & (true != 0), SPLIT_COLOUR, alpha)
     rgb[find_boundaries(true, mode="inner")] = TRUE_COLOUR
@@ -87,11 +87,11 @@ def overlay_figure(image, pred_labels, true_labels, merged=(), split=(), title="
     """
     image, pred_labels, true_labels = (np.asarray(a) for a in (image, pred_labels, true_labels))
     box = cell_box((pred_labels != 0) | (true_labels != 0), margin)
-    crop = box_note(box, image.shape)
-    image, pred_labels, true_labels = image[box], pred_labels[box], true_labels[box]
-    step = max(1, -(-max(image.shape) // max_side))
+    crop = box_note(box, true_labels.shape)
+    image, pred_labels, true_labels = image[(Ellipsis, *box)], pred_labels[box], true_labels[box]
+    step = max(1, -(-max(true_labels.shape) // max_side))
     sub = (slice(None, None, step),) * 2
-    rgb = overlay_rgb(image[sub], pred_labels[sub], true_labels[sub], merged, split)
+    rgb = overlay_rgb(image[(Ellipsis, *sub)], pred_labels[sub], true_labels[sub], merged, split)
     h, w = rgb.shape[:2]
     width = max(w / dpi, 7.0)  # room for the title and legend on small images
     height = width * h / w
@@ -160,7 +160,7 @@ def save_overlays(folder, sample, image, pred_labels, true_labels, rows, planes)
         Existing directory.
     sample : str
         Sample name; a plane of a stack is named ``{sample}_{plane:04d}``.
-    image : array-like, shape (Y, X) or (N, Y, X)
+    image : array-like, shape (Y, X) or (N, Y, X), or with channels (C, Y, X) or (N, C, Y, X)
         Normalised image (sliced plane by plane, so a lazy zarr array works).
     pred_labels, true_labels : ndarray of int, same shape as ``image``
     rows : list of dict

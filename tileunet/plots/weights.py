@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..io import atomic_path
-from . import box_note, cell_box, grey
+from . import box_note, cell_box, display_rgb
 
 
 def label_colours(labels, seed=0):
@@ -39,7 +39,7 @@ def weight_figure(image, labels, weights, title="", margin=32):
     Parameters
     ----------
     image : ndarray of float, shape (Y, X)
-        Normalised intensities, shown in grey from the 1st to the 99th percentile.
+        Normalised intensities ((C, Y, X) with channels), shown by :func:`tileunet.plots.display_rgb`.
     labels : ndarray of int, shape (Y, X)
         Instance ids, 0 = background.
     weights : ndarray of float, shape (Y, X)
@@ -54,18 +54,18 @@ def weight_figure(image, labels, weights, title="", margin=32):
     matplotlib.figure.Figure
     """
     image, labels, weights = (np.asarray(a) for a in (image, labels, weights))
-    if not image.shape == labels.shape == weights.shape or image.ndim != 2:
+    if not image.shape[-2:] == labels.shape == weights.shape or image.ndim not in (2, 3) or labels.ndim != 2:
         raise ValueError(f"image {image.shape}, labels {labels.shape} and weights {weights.shape} "
                          "must be 2D arrays of one shape; pass one plane")
     box = cell_box(labels, margin)
-    note = box_note(box, image.shape)
+    note = box_note(box, labels.shape)
     title = f"{title}  {note}".strip() if note else title
-    image, labels, weights = image[box], labels[box], weights[box]
-    height, width = image.shape
+    image, labels, weights = image[(Ellipsis, *box)], labels[box], weights[box]
+    height, width = labels.shape
     panel = 4.0
     fig = Figure(figsize=(3 * panel + 1.0, panel * height / width + 0.8), layout="constrained")
     axes = fig.subplots(1, 3)
-    axes[0].imshow(grey(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    axes[0].imshow(display_rgb(image), interpolation="nearest")
     axes[0].set_title("image")
     axes[1].imshow(label_colours(labels), interpolation="nearest")
     axes[1].set_title(f"labels ({len(np.unique(labels[labels > 0]))} cells)")
