@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-import zarr
 
 from .errors import InputError
 
@@ -61,27 +60,29 @@ def _ome_channel_names(path):
     return [c.get("Name") or "" for c in image.iter() if c.tag.endswith("}Channel") or c.tag == "Channel"]
 
 
-def _ngff_channel_names(path):
-    for group in (Path(path), Path(path).parent):
-        try:
-            attrs = zarr.open_group(group, mode="r").attrs.asdict()
-        except Exception:  # not a group
-            continue
-        omero = attrs.get("ome", attrs).get("omero") or {}
-        return [c.get("label") or "" for c in omero.get("channels", [])]
-    return []
+def channel_names(path, n, axes, ngff=None):
+    """Names of the ``n`` channels of a file: OME / NGFF labels, R G B (A) for colour samples, else indices.
 
-
-def channel_names(path, n, axes):
-    """Names of the ``n`` channels of a file: OME / NGFF labels, R G B (A) for colour samples, else indices."""
-    names = []
+    Parameters
+    ----------
+    path : str or Path
+        A TIFF's OME-XML ``Channel Name`` attributes are read from it.
+    n : int
+    axes : str or None
+        Declared axis letters (``s``: colour samples).
+    ngff : dict, optional
+        An OME-Zarr image's attributes (``omero`` channel labels).
+    """
     try:
-        names = _ome_channel_names(path) if Path(path).suffix.lower() in (".tif", ".tiff") else _ngff_channel_names(path)
+        if ngff is not None:
+            names = [c.get("label") or "" for c in (ngff.get("omero") or {}).get("channels", [])]
+        else:
+            names = _ome_channel_names(path) if Path(path).suffix.lower() in (".tif", ".tiff") else []
     except Exception:  # names only help; unreadable metadata leaves indices
         names = []
     if len(names) == n and all(names) and len(set(names)) == n:
         return [str(name) for name in names]
-    if "s" in (axes or "") and n in (3, 4) or (not axes and n in (3, 4)):
+    if n in (3, 4) and ("s" in (axes or "") or not axes):
         return list("RGBA"[:n])
     return [str(i) for i in range(n)]
 

@@ -2,7 +2,8 @@
 
 Sources are TIFF / OME-TIFF (multi-page, 2D or stacks, opened with
 ``tifffile.imread(path, aszarr=True)`` so nothing is loaded until sliced) and
-Zarr v2/v3 arrays, including the first resolution of an OME-Zarr image group.
+Zarr v2/v3 arrays, including the full resolution of an OME-Zarr image (the first
+dataset of its multiscales metadata; the first image of a bioformats2raw store).
 Every problem is raised as :class:`tileunet.errors.InputError` naming the
 file, the problem and the fix.  The physical pixel size a file declares is read
 by :mod:`tileunet.pixel_size`.
@@ -38,17 +39,63 @@ def _open_tiff(path):
     return arr
 
 
+def _multiscales(attrs):
+    """The first NGFF ``multiscales`` entry of a group's attributes (0.4 or 0.5 layout), or None."""
+    ms = attrs.get("ome", attrs).get("multiscales")
+    return ms[0] if isinstance(ms, list) and ms else None
+
+
 def _open_zarr(path):
     try:
         node = zarr.open(path, mode="r")
     except Exception as exc:
         raise InputError(path, f"cannot be opened as Zarr ({exc})", "point to a Zarr array or OME-Zarr image") from exc
-    if isinstance(node, zarr.Group):
-        if "0" in node:  # OME-Zarr multiscale image: full resolution
-            return node["0"]
-        raise InputError(path, "is a Zarr group without an array '0'",
-                         "name the array inside the group, e.g. store.zarr/image")
-    return node
+    return _full_resolution(node, path)
+
+
+def _full_resolution(node, path, depth=0):
+    """The full-resolution array of an OME-Zarr image: the first dataset its multiscales list.
+
+    A bioformats2raw store (a group of images ``0``, ``1``...) gives its first image.
+    """
+    if isinstance(node, zarr.Array):
+        return node
+    ms = _multiscales(node.attrs.asdict())
+    fix = ("point to the full-resolution array itself (e.g. store.zarr/0), or re-export the image with "
+           "ome-zarr-py or bioformats2raw")
+    if ms is not None:
+        datasets = ms.get("datasets") or []
+        if not datasets or "path" not in datasets[0]:
+            raise InputError(path, "is an OME-Zarr image whose multiscales metadata lists no level 0 dataset", fix)
+        level0 = datasets[0]["path"]
+        if level0 not in node or not isinstance(node[level0], zarr.Array):
+            raise InputError(path, f"is an OME-Zarr image whose level 0 dataset {level0!r} (multiscales metadata) "
+                             "is not an array of the group", fix)
+        return node[level0]
+    if "0" in node and depth < 1:  # an array '0' without metadata, or bioformats2raw's first image
+        return _full_resolution(node["0"], path, depth + 1)
+    raise InputError(path, "is a Zarr group without an array '0'", "name the array inside the group, e.g. store.zarr/image")
+
+
+def ngff_image(path):
+    """(multiscales entry, NGFF attributes, level 0 path) of the OME-Zarr image ``path`` is or lies in.
+
+    (None, None, None) where ``path`` is no OME-Zarr image.
+
+    ``path`` may be the image group, a bioformats2raw store (its first image) or
+    one of the image's resolution levels.
+    """
+    path = Path(path)
+    for group, dataset in ((path, None), (path / "0", None), (path.parent, path.name)):
+        try:
+            attrs = zarr.open_group(group, mode="r").attrs.asdict()
+        except Exception:  # not a group
+            continue
+        ms = _multiscales(attrs)
+        paths = [d.get("path") for d in (ms or {}).get("datasets") or [{}]]
+        if ms is not None and (dataset is None or dataset in paths):
+            return ms, attrs.get("ome", attrs), paths[0]
+    return None, None, None
 
 
 def open_array(path):
@@ -83,6 +130,10 @@ def _open_any(path):
     raise InputError(path, f"has unsupported type '{path.suffix}'", "use TIFF/OME-TIFF or a Zarr array")
 
 
+def path_is_tiff(path):
+    return Path(path).suffix.lower() in TIFF_SUFFIXES
+
+
 def open_image(path, channels=None):
     """Open an image lazily with its channels selected and placed in front of (Y, X).
 
@@ -106,7 +157,8 @@ def open_image(path, channels=None):
     arr = _open_any(path)
     axes = declared_axes(path, arr.ndim)
     chan = channel_axis(arr.shape, axes, path)
-    names = channel_names(path, arr.shape[chan], axes) if chan is not None else ["0"]
+    ngff = None if path_is_tiff(path) else ngff_image(path)[1]
+    names = channel_names(path, arr.shape[chan], axes, ngff) if chan is not None else ["0"]
     keep = select_channels(channels, names, path)
     free = [a for a in range(arr.ndim) if a != chan]
     fixed = {}
@@ -135,17 +187,9 @@ def declared_axes(path, ndim):
             with tifffile.TiffFile(path) as tif:
                 axes = tif.series[0].axes.lower()
         else:
-            axes = ""
-            for group, dataset in ((path, "0"), (path.parent, path.name)):
-                try:
-                    attrs = zarr.open_group(group, mode="r").attrs.asdict()
-                except Exception:  # not a group
-                    continue
-                ms = (attrs.get("ome", attrs).get("multiscales") or [{}])[0]
-                if any(d.get("path") == dataset for d in ms.get("datasets", [])):
-                    axes = "".join("c" if isinstance(a, dict) and a.get("type") == "channel" else
-                                   (a["name"] if isinstance(a, dict) else a)[0] for a in ms.get("axes", [])).lower()
-                    break
+            ms = ngff_image(path)[0] or {}
+            axes = "".join("c" if isinstance(a, dict) and a.get("type") == "channel" else
+                           (a["name"] if isinstance(a, dict) else a)[0] for a in ms.get("axes", [])).lower()
     except Exception:  # metadata only helps: unreadable files are reported when opened or read
         return None
     return axes if len(axes) == ndim else None
