@@ -31,15 +31,15 @@ torch.set_num_threads(sm.threads)
 device = select_device(cfg["device"] if step in ("all", "part") else "cpu")  # prepare/gather: CPU jobs and env
 image_path = Path(sm.input.image)
 image, channels = open_image(image_path, sm.params.channels)
-store = store_of(sm.output[0])  # the OME-Zarr store: the rules declare its root zarr.json
-if step in ("all", "gather"):
-    shutil.rmtree(store, ignore_errors=True)  # as for a directory() output: no old store left if this job fails
 stat = image_path.stat()
 logging.info("%s: slide %s %s %s on %s, tile %d", step, image_path, image.shape, image.dtype, device, cfg["tile"])
 remote = bool(cfg["scheduler_address"])
 local = load_model(sm.input.model, device)
 check_model_channels(local, channels, image_path, sm.input.model)
 pp = resolve(cfg, local.postprocessing, sm.input.model)  # before any work: a model without one is refused
+store = store_of(sm.output[0])  # the OME-Zarr store: the rules declare its root zarr.json
+if step in ("all", "gather"):
+    shutil.rmtree(store, ignore_errors=True)  # as for a directory() output: no old store left if this job fails
 logging.info("instances: %s (%s)", pp.as_dict(), "config and validation" if local.postprocessing else "config")
 model = ModelFile(sm.input.model, str(device)) if remote else local
 if step in ("all", "prepare"):

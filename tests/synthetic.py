@@ -45,14 +45,14 @@ def training_plane(seed, shape=(96, 128)):
     return normalize_plane(image).astype(np.float32), labels, weight_map(labels)
 
 
-def tiny_unet(depth=3, base=4, seed=0, n_classes=2):
+def tiny_unet(depth=3, base=4, seed=0, n_classes=2, in_channels=1):
     """A small untrained U-Net in eval mode with the default normalisation, as model.pt would give."""
     import torch
 
     from tileunet.model import UNet
 
     torch.manual_seed(seed)
-    model = UNet(depth=depth, base_channels=base, n_classes=n_classes, dropout=0.0).eval()
+    model = UNet(in_channels, n_classes, depth, base, dropout=0.0).eval()
     model.normalization = {"method": "percentile", "low": 1.0, "high": 99.8}
     return model
 

@@ -67,3 +67,19 @@ def test_changing_one_probability_leaves_the_other_draws_unchanged():
 def test_params_have_the_schemas_keys_and_take_its_defaults():
     built = dataclasses.asdict(AugmentParams.from_config())
     assert set(built) == set(load_schema()["properties"]["augment"]["properties"]) and built == defaults("augment")
+
+
+def test_channels_share_one_field_and_each_gets_its_own_gray_range():
+    """(C, Y, X): every channel deformed by the one field, gamma and contrast per channel (noise aside)."""
+    image, labels = cells(seed=4)
+    other = (1.5 - image) ** 2  # another channel with another range and mean
+    t = draw_transform(AugmentParams.from_config(dict(elastic_std=12.0, scale_p=1.0, rotate_p=1.0, gamma_p=1.0,
+                                                      contrast_p=1.0)), copy_rng(2, "c", 0, 3))
+    t = dataclasses.replace(t, noise_std=0.0)
+    assert t.elastic is not None and t.gamma != 1.0 and t.contrast != 1.0
+    both, both_labels, _ = augment_plane(np.stack([image, other]), labels, t)
+    for c, single in enumerate((image, other)):
+        alone, alone_labels, _ = augment_plane(single, labels, t)
+        np.testing.assert_allclose(both[c], alone, rtol=1e-6, atol=1e-6)
+        assert np.array_equal(both_labels, alone_labels)
+    assert both.shape == (2,) + labels.shape and both.dtype == np.float32

@@ -119,3 +119,21 @@ def test_normalize_is_per_plane():
     out = normalize(np.stack([a, 10 * a + 5]), 0, 100)
     assert np.allclose(out[0], out[1], atol=1e-5) and out.dtype == np.float32
     assert out.min() == pytest.approx(0) and out.max() == pytest.approx(1)
+
+
+def test_rgb_image_is_stored_channels_first_each_channel_normalised(tmp_path, pair):
+    from tileunet.ingest import ingest_sample
+    _, lp, image, labels = pair
+    rgb = np.stack([image // 257, 255 - image // 257, (image // 514) + 100], axis=-1).astype(np.uint8)
+    ip = write(tmp_path, "he.tif", rgb, photometric="rgb")
+    shape, n = ingest_sample(ip, lp, tmp_path / "he.zarr", "train", low=1.0, high=99.8)
+    group = zarr.open_group(tmp_path / "he.zarr", mode="r")
+    stored = group["image"]
+    assert shape == (3, 96, 128) and stored.shape == (3, 96, 128) and stored.attrs["channels"] == ["R", "G", "B"]
+    for c in range(3):  # each channel on its own percentiles: 1 % and 99.8 % go to 0 and 1
+        lo, hi = np.percentile(stored[c], [1.0, 99.8])
+        assert lo == pytest.approx(0, abs=0.02) and hi == pytest.approx(1, abs=0.02)
+    assert np.corrcoef(stored[0].ravel(), stored[1].ravel())[0, 1] < -0.99  # G is R inverted: not mixed
+    assert np.array_equal(group["labels"][...], labels) and n == labels.max()
+    shape, _ = ingest_sample(ip, lp, tmp_path / "g.zarr", "train", channels=["G"])
+    assert shape == (96, 128) and "channels" not in zarr.open_group(tmp_path / "g.zarr", mode="r")["image"].attrs

@@ -9,7 +9,7 @@ from synthetic import tiny_unet as tiny
 from tileunet import predict
 from tileunet.model import UNet
 from tileunet.normalize import normalize_plane
-from tileunet.tiling import plan_tiling
+from tileunet.tiling import chunk_slices, grid_of, plan_tiling
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +67,27 @@ def test_same_padding_net_is_tiled_with_a_halo():
     assert t.chunk == 16 and t.context == t.skip == 8 and t.window == 32
     tiled = predict.plane_maps(model, normalize_plane(slide((37, 30))).astype(np.float32), 16)
     assert tiled.shape == (1, 37, 30) and np.isfinite(tiled).all()
+
+
+def test_multichannel_slide_tiled_equals_whole_image(tmp_path):
+    """A 3-channel OME-TIFF read lazily window by window, normalised per channel: the whole-image pass to 1e-5."""
+    import tifffile
+
+    from tileunet.io import open_image
+    model = tiny(in_channels=3)
+    raw = np.stack([slide((61, 45), seed=s) // (s + 1) for s in range(3)])  # channels of other ranges
+    tifffile.imwrite(tmp_path / "c.ome.tif", raw, ome=True, metadata={"axes": "CYX"})
+    view, names = open_image(tmp_path / "c.ome.tif")
+    ref = predict.predict_maps(model, raw)
+    t = plan_tiling(model, 28)
+    (lo, hi), = predict.plane_ranges(model, view)
+    _, ny, nx = grid_of(raw.shape[-2:], t.chunk)
+    origins = [(cy, cx) for cy in range(ny) for cx in range(nx)]
+    tiled = np.zeros_like(ref)
+    for (cy, cx), maps in zip(origins, predict.predict_tiles(model, view, None, origins, t, lo, hi)):
+        tiled[(slice(None), *chunk_slices(raw.shape[-2:], t.chunk, 0, cy, cx))] = maps
+    assert len(origins) > 3 and len(lo) == 3
+    np.testing.assert_allclose(tiled, ref, rtol=0, atol=1e-5)
+    assert np.abs(predict.predict_maps(model, raw[::-1]) - ref).max() > 1e-3  # the channels' order matters
+    with pytest.raises(ValueError, match=r"takes 3 channel\(s\) per plane"):
+        predict.predict_maps(model, raw[:2])

@@ -252,3 +252,26 @@ def test_nan_in_a_slide_is_refused_naming_the_slide_and_nothing_is_published(mod
     with pytest.raises(InputError, match=r"s.tif: NaN or infinite pixels in the input windows of chunks"):
         run(model, one, tmp_path, "one", source="s.tif 1 2")
     assert not list(tmp_path.glob("*.ome.zarr"))
+
+
+def test_multichannel_stack_store_equals_the_whole_image_pass(tmp_path):
+    """A (T, C, Y, X) OME-TIFF read lazily: the stored probability is the whole-image pass, stored as float16."""
+    import tifffile
+
+    from tileunet.io import open_image
+    model = tiny_unet(in_channels=3)
+    raw = np.stack([np.stack([slide((61, 45), seed=3 * t + c) // (c + 1) for c in range(3)]) for t in range(2)])
+    tifffile.imwrite(tmp_path / "tc.ome.tif", raw, ome=True, metadata={"axes": "TCYX"})
+    view, names = open_image(tmp_path / "tc.ome.tif")
+    assert view.shape == (2, 3, 61, 45) and names == ["0", "1", "2"]
+    ref = np.stack([predict.predict_image(model, p) for p in raw])
+    threshold = float(np.median(ref))
+    out, n = run(model, view, tmp_path, threshold=threshold, probability_dtype="float16")
+    prob, labels = read_prediction(out)
+    assert prob.shape == labels.shape == (2, 61, 45)
+    np.testing.assert_allclose(prob, ref, atol=1e-3, rtol=0)  # float16 storage
+    for p in range(2):
+        assert same_partition(labels[p], ndimage.label(prob[p] > threshold)[0])
+    with pytest.raises(InputError, match=r"has 2 channels .*the model 3"):
+        run(model, view[:, :2], tmp_path, "two")
+    assert not (tmp_path / "two.ome.zarr").exists() and not (tmp_path / ".two.work").exists()

@@ -260,3 +260,32 @@ def test_a_border_target_without_interior_pixels_is_refused(training_stores, tmp
 def test_train_config_has_the_schemas_keys_and_takes_its_defaults():
     built = dataclasses.asdict(TrainConfig.from_dict({}))
     assert set(built) == set(load_schema()["properties"]["train"]["properties"]) and built == defaults("train")
+
+
+@pytest.fixture(scope="module")
+def two_channel_stores(tmp_path_factory):
+    """augmented.zarr and val.zarr of (N, 2, Y, X) images named DAPI, GFP (the cell channel and its inverse)."""
+    from synthetic import training_plane
+    from tileunet.io import write_array
+    root = tmp_path_factory.mktemp("channels")
+    zarr.open_group(root / "augmented.zarr", mode="w", zarr_format=3).attrs.update({"seed": 0})
+    names = {"channels": ["DAPI", "GFP"]}
+    for store, seeds in ((root / "augmented.zarr" / "s0", (1, 2)), (root / "val.zarr", (3,))):
+        planes = [training_plane(s) for s in seeds]
+        image = np.stack([np.stack([im, 1 - im]) for im, _, _ in planes])
+        write_array(store, "image", image if len(seeds) > 1 else image[0], attrs=names)
+        for i, name in ((1, "labels"), (2, "weights")):
+            arrays = np.stack([p[i] for p in planes])
+            write_array(store, name, arrays if len(seeds) > 1 else arrays[0])
+    return root / "augmented.zarr", root / "val.zarr"
+
+
+def test_model_input_channels_follow_the_data(two_channel_stores, tmp_path):
+    augmented, val = two_channel_stores
+    model, history = train(augmented, [val], TINY, TINY_TRAIN, tmp_path / "ckpt", seed=0, progress=False)
+    assert model.config.in_channels == 2 and model.channels == ["DAPI", "GFP"]
+    assert history[-1]["iteration"] == 6 and math.isfinite(history[-1]["loss"])
+    with pytest.raises(InputError, match=r"holds images of 2 channel\(s\) \['DAPI', 'GFP'\], but model.in_channels"
+                                         r" is 1") as err:
+        train(augmented, [val], {**TINY, "in_channels": 1}, TINY_TRAIN, tmp_path / "ckpt1", seed=0, progress=False)
+    assert "augmented.zarr" in str(err.value) and not (tmp_path / "ckpt1").exists()

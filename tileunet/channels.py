@@ -188,12 +188,6 @@ def spatial_shape(shape, channels=1):
     return shape[:-3] + shape[-2:] if channels > 1 else shape
 
 
-def n_channels(array):
-    """Channels of a tileunet array: the length of its ``channels`` attribute, 1 without one."""
-    names = getattr(array, "attrs", {}).get(CHANNELS_ATTR)
-    return len(names) if names else 1
-
-
 def as_chw(plane, channels=1):
     """One plane as (C, Y, X): a (Y, X) plane gains a channel axis of 1."""
     plane = np.asarray(plane)
