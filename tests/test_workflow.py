@@ -354,3 +354,74 @@ def test_report_shows_every_entry_in_a_headless_browser(report_html, tmp_path):
                 page.screenshot(path=tmp_path / f"{len(shown):02d}.png")
         browser.close()
     assert len(shown) >= 7 and all(shown.values()), shown
+
+
+# -- channels: a named 3-channel OME-TIFF set and a real RGB histology image --------------------------------
+
+CHANNEL_SPLITS = {"a": "train", "b": "train", "c": "val", "d": "test"}
+
+
+def fluorescence_samples(folder):
+    """3-channel (C, Y, X) OME-TIFFs named DAPI, GFP, phase: cells in DAPI, their inverse in phase, noise in GFP."""
+    rng, rows = np.random.default_rng(0), []
+    for i, (name, split) in enumerate(CHANNEL_SPLITS.items()):
+        image, labels = touching_cells((90, 110), n_cells=7, seed=i)
+        stack = np.stack([image, rng.integers(0, 500, image.shape), 2000 - image // 2]).astype(np.uint16)
+        tifffile.imwrite(folder / f"{name}.ome.tif", stack, ome=True,
+                         metadata={"axes": "CYX", "Channel": {"Name": ["DAPI", "GFP", "phase"]}})
+        tifffile.imwrite(folder / f"{name}_labels.tif", labels)
+        rows.append((name, folder / f"{name}.ome.tif", folder / f"{name}_labels.tif", split))
+    return rows
+
+
+def histology_samples(folder):
+    """Crops of scikit-image's immunohistochemistry image (RGB, shipped in its wheel) with nuclei labels from
+    its hematoxylin stain (colour deconvolution, Otsu, connected components); the whole image is predicted."""
+    from skimage import color, data, filters, measure
+    rgb = data.immunohistochemistry()
+    hematoxylin = filters.gaussian(color.rgb2hed(rgb)[..., 0], 1.0)
+    labels = measure.label(hematoxylin > filters.threshold_otsu(hematoxylin))
+    labels[np.bincount(labels.ravel())[labels] < 20] = 0  # specks are no nuclei
+    rows = []
+    for (name, split), (y, x) in zip(CHANNEL_SPLITS.items(), [(0, 0), (0, 256), (256, 0), (256, 256)]):
+        tifffile.imwrite(folder / f"{name}.tif", rgb[y:y + 160, x:x + 200], photometric="rgb")
+        tifffile.imwrite(folder / f"{name}_labels.tif", measure.label(labels[y:y + 160, x:x + 200] > 0))
+        rows.append((name, folder / f"{name}.tif", folder / f"{name}_labels.tif", split))
+    tifffile.imwrite(folder / "ihc.tif", rgb, photometric="rgb")
+    return rows + [("ihc", folder / "ihc.tif", "", "predict")]
+
+
+@pytest.fixture(scope="module", params=["fluorescence", "histology"])
+def channel_run(request, tmp_path_factory):
+    data = tmp_path_factory.mktemp(request.param)
+    rows = (fluorescence_samples if request.param == "fluorescence" else histology_samples)(data)
+    work = tmp_path_factory.mktemp(f"{request.param}_run")
+    snakemake(work, "all", samples=write_sample_table(data / "samples.tsv", rows))
+    return request.param, work / "results", rows
+
+
+@pytest.mark.workflow
+def test_channels_train_and_predict_end_to_end(channel_run):
+    from tileunet.model import load_model
+    from tileunet.ome import read_prediction
+    kind, results, rows = channel_run
+    names = ["DAPI", "GFP", "phase"] if kind == "fluorescence" else ["R", "G", "B"]
+    for name, image, _, split in rows:
+        if split == "predict":
+            continue
+        stored = zarr.open_group(results / "data" / f"{name}.zarr", mode="r")["image"]
+        assert stored.shape[0] == 3 and stored.attrs["channels"] == names
+    aug = zarr.open_group(results / "augmented.zarr", mode="r")
+    assert aug["a"]["image"].shape[:2] == (2, 3) and aug["a"]["image"].attrs["channels"] == names
+    model = load_model(results / "model" / "model.pt")
+    assert model.config.in_channels == 3 and model.channels == names
+    for name, image, _, split in rows:
+        if split in ("test", "predict"):
+            prob, labels = read_prediction(results / "predictions" / f"{name}.ome.zarr")
+            raw = tifffile.imread(image)
+            assert prob.shape == labels.shape == (raw.shape[-2:] if kind == "fluorescence" else raw.shape[:2])
+            assert np.isfinite(prob).all()
+    metrics = (results / "evaluation" / "metrics.tsv").read_text().splitlines()
+    assert [ln.split("\t")[0] for ln in metrics[1:]] == ["d", "summary"]
+    log = (results / "logs" / "ingest" / "a.log").read_text()
+    assert "Traceback" not in log
