@@ -8,15 +8,21 @@
     labels, pyramid), the median over ``--repeats`` alternating pairs.  Floor
     0.9 on CPU.
 (b) Peak RSS (ru_maxrss of a fresh subprocess each) of the whole pipeline with a
-    tiny net (depth 2, base 2) on lazily generated synthetic slides of 8192^2
+    tiny net (depth 2, base 2) that follows the image (:func:`follower`) on lazily generated synthetic slides of 8192^2
     and 32768^2 (a Zarr array written chunk by chunk, never whole in memory).
     Floor: the large slide under 2 GiB and within 25% of the small one.
-(c) Megapixels per second of every run.
+(c) The same for RGB whole-slide images as users have them (``--rss-rgb``): a
+    pyramidal tiled RGB TIFF (zlib-compressed 512 px tiles, two sub-resolutions
+    in SubIFDs, written tile by tile) of 8192^2 and 40960^2 px, read at full
+    resolution through tifffile's aszarr (tileunet.io.open_image), with a
+    3-channel follower.  Floor: the large slide within 25% of the small one.
+(d) Megapixels per second of every run.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_predict.py                  # everything (~10 min on 2 idle cores)
-    .venv/bin/python benchmarks/bench_predict.py --efficiency 1024 --rss 2048 4096   # quick
+    .venv/bin/python benchmarks/bench_predict.py --efficiency 1024 --rss 2048 4096 --rss-rgb 2048 4096  # quick
+    .venv/bin/python benchmarks/bench_predict.py --efficiency 0 --rss --rss-rgb 8192 40960   # (c) only (~15 min)
 """
 
 import argparse
@@ -65,9 +71,54 @@ def synthetic_slide(path, size):
     return arr
 
 
-def model_of(depth, base):
+def _rgb_tiles(size, step, tile):
+    """The tiles, row by row, of an RGB slide of cells sampled every ``step`` px (level 0: step 1)."""
+    for y in range(0, size, tile):
+        for x in range(0, size, tile):
+            yy, xx = np.mgrid[y:y + tile, x:x + tile].astype(np.float32) * step
+            cells = np.cos(2 * np.pi * yy / 23) * np.cos(2 * np.pi * xx / 29 + 0.3 * np.sin(yy / 97))
+            stain = (128 + 100 * cells)[..., None] * np.array([0.6, 0.5, 0.9], np.float32)
+            yield stain.astype(np.uint8)
+
+
+def rgb_slide(path, size, levels=3, tile=512):
+    """A pyramidal tiled RGB TIFF as scanners' converters write it, tile by tile (never whole in memory)."""
+    import tifffile
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for level in range(levels):
+            edge = -(-size // 2 ** level)
+            kw = {"subifds": levels - 1, "metadata": {"axes": "YXS"}} if level == 0 else {"subfiletype": 1}
+            tif.write(_rgb_tiles(edge, 2 ** level, tile), shape=(edge, edge, 3), dtype="uint8", tile=(tile, tile),
+                      photometric="rgb", compression="zlib", **kw)
+    return path
+
+
+def follower(channels=1, depth=2, base=2, gain=10.0):
+    """A U-Net whose foreground probability is sigmoid(2 gain (x - 0.5)) of the channel mean x.
+
+    Centre taps pass the normalised input along the skip path of the first level; every other
+    weight is 0.  Its labels are the slide's cells (about one per 330 px), as a trained net's
+    would be: an untrained net's probability is one component over the whole slide or a
+    checkerboard of one-pixel ones, and the labelling's bookkeeping, which grows with the
+    number of instances, would be measured for a slide no microscope makes.
+    """
+    model = model_of(depth, base, channels)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        first, last = model.down[0], model.up[-1]
+        first[0].weight[0, :, 1, 1] = 1.0 / channels
+        first[2].weight[0, 0, 1, 1] = 1.0
+        last[0].weight[0, 0, 1, 1] = 1.0  # channel 0 of the concatenation: the skip
+        last[2].weight[0, 0, 1, 1] = 1.0
+        model.head.weight[1, 0], model.head.weight[0, 0] = gain, -gain
+        model.head.bias[1], model.head.bias[0] = -gain / 2, gain / 2
+    return model
+
+
+def model_of(depth, base, channels=1):
     torch.manual_seed(0)
-    model = UNet(depth=depth, base_channels=base, dropout=0.0).eval()
+    model = UNet(channels, depth=depth, base_channels=base, dropout=0.0).eval()
     model.normalization = {"method": "percentile", "low": 1.0, "high": 99.8}
     return model
 
@@ -75,10 +126,10 @@ def model_of(depth, base):
 def run_pipeline(model, image, tmp, tile, batch_size, dtype="float16"):
     t0 = time.perf_counter()
     # components: an untrained net's probability is noise, whose watershed would time the noise, not the pipeline
-    segment.predict_to_ome_zarr(model, image, Path(tmp) / "out.ome.zarr", Path(tmp) / "work", tile=tile,
-                                pp=PostProcessing("components", 0.5, 0), batch_size=batch_size,
-                                probability_dtype=dtype, pyramid_levels=3, progress=False)
-    return time.perf_counter() - t0
+    n = segment.predict_to_ome_zarr(model, image, Path(tmp) / "out.ome.zarr", Path(tmp) / "work", tile=tile,
+                                    pp=PostProcessing("components", 0.5, 0), batch_size=batch_size,
+                                    probability_dtype=dtype, pyramid_levels=3, progress=False)
+    return time.perf_counter() - t0, n
 
 
 def efficiency(size, threads, repeats):
@@ -104,7 +155,7 @@ def efficiency(size, threads, repeats):
             bare = time.perf_counter() - t0
             run = Path(tmp) / f"run{r}"  # a fresh store each time: a finished one would be resumed, not predicted
             run.mkdir()
-            pairs.append((bare, run_pipeline(model, image, run, tile, batch)))
+            pairs.append((bare, run_pipeline(model, image, run, tile, batch)[0]))
     print(f"(a) efficiency, depth {depth} base {base} tile {tile} (chunk {t.chunk}) batch {batch}, "
           f"{size}x{size}, {len(origins)} tiles, {threads} threads, {repeats} alternating runs:")
     for bare, wall in pairs:
@@ -114,49 +165,59 @@ def efficiency(size, threads, repeats):
           f"{max(ratios):.3f}; {size * size / statistics.median(w for _, w in pairs) / 1e6:.2f} Mpx/s")
 
 
-def child(size, tile, threads):
+def child(size, tile, threads, rgb=False):
     """One RSS measurement, in its own process: prints a JSON line."""
+    from tileunet.io import open_image
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        image = synthetic_slide(Path(tmp) / "slide.zarr", size)
+        if rgb:
+            image, _ = open_image(rgb_slide(Path(tmp) / "slide.ome.tif", size))
+        else:
+            image = synthetic_slide(Path(tmp) / "slide.zarr", size)
         gen = time.perf_counter() - t0
-        wall = run_pipeline(model_of(2, 2), image, tmp, tile, 4, dtype="uint8")
+        wall, n = run_pipeline(follower(3 if rgb else 1), image, tmp, tile, 4, dtype="uint8")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"size": size, "rss_mib": rss, "wall_s": wall, "generate_s": gen}))
+    print(json.dumps({"size": size, "rss_mib": rss, "wall_s": wall, "generate_s": gen, "instances": n}))
 
 
-def rss(sizes, tile, threads):
-    print(f"(b) peak RSS, tiny net (depth 2, base 2), tile {tile}, uint8 probability, {threads} threads:")
+def rss(sizes, tile, threads, rgb=False):
+    print(f"({'c' if rgb else 'b'}) peak RSS, follower net (depth 2, base 2), tile {tile}, uint8 probability, "
+          f"{threads} threads, {'pyramidal RGB TIFF' if rgb else 'grey Zarr'} slides:")
     results = []
     for size in sizes:
         out = subprocess.run([sys.executable, __file__, "--child", str(size), "--tile", str(tile),
-                              "--threads", str(threads)], capture_output=True, text=True, check=True)
+                              "--threads", str(threads)] + ["--rgb"] * rgb, capture_output=True, text=True,
+                             check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         results.append(r)
-        print(f"    {size}x{size}: peak RSS {r['rss_mib']:.0f} MiB, pipeline {r['wall_s']:.1f} s "
+        print(f"    {size}x{size}: peak RSS {r['rss_mib']:.0f} MiB, {r['instances']} instances, pipeline {r['wall_s']:.1f} s "
               f"({size * size / r['wall_s'] / 1e6:.2f} Mpx/s), slide generation {r['generate_s']:.1f} s")
     big, small = results[-1], results[0]
-    print(f"    largest/smallest RSS ratio {big['rss_mib'] / small['rss_mib']:.3f} (floor <= 1.25), "
-          f"largest {big['rss_mib'] / 1024:.2f} GiB (floor < 2)")
+    print(f"    largest/smallest RSS ratio {big['rss_mib'] / small['rss_mib']:.3f} (floor <= 1.25)"
+          + ("" if rgb else f", largest {big['rss_mib'] / 1024:.2f} GiB (floor < 2)"))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--efficiency", type=int, default=4096, help="slide edge of (a); 0 skips it")
     ap.add_argument("--rss", type=int, nargs="*", default=[8192, 32768], help="slide edges of (b)")
-    ap.add_argument("--tile", type=int, default=508, help="tile of the tiny net in (b)")
+    ap.add_argument("--rss-rgb", type=int, nargs="*", default=[8192, 40960], help="slide edges of (c)")
+    ap.add_argument("--tile", type=int, default=508, help="tile of the follower net in (b) and (c)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3, help="alternating bare/pipeline pairs of (a)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--rgb", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.child:
-        return child(args.child, args.tile, args.threads)
+        return child(args.child, args.tile, args.threads, args.rgb)
     if args.efficiency:
         efficiency(args.efficiency, args.threads, args.repeats)
     if args.rss:
         rss(args.rss, args.tile, args.threads)
+    if args.rss_rgb:
+        rss(args.rss_rgb, args.tile, args.threads, rgb=True)
 
 
 if __name__ == "__main__":

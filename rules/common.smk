@@ -36,7 +36,7 @@ def check_samples():
     itself (the demo's frames) are known and left to the job that reads them.
     """
     check_sample_files(SAMPLES, config["samples"], lambda path: any(r.is_producer(path) for r in workflow.rules),
-                       config["ingest"]["channels"])
+                       config["ingest"]["channels"], config["predict"]["level"])
 
 
 def samples_of(*splits):
@@ -75,6 +75,11 @@ def predict_work(wildcards, output):
     output[0] is the store's zarr.json, or a scatter-gather marker in .{sample}.parts/.
     """
     return str(Path(output[0]).parent.parent / f".{wildcards.sample}.partial")
+
+
+def input_level(wildcards):
+    """The resolution level a slide is predicted at: predict.level for split predict, 0 for test images."""
+    return config["predict"]["level"] if SAMPLES[wildcards.sample].split == "predict" else 0
 
 
 def get_source(kind):

@@ -24,6 +24,7 @@ if config["predict"]["parts"] == 1:
             step="all",
             cfg=config["predict"],
             channels=config["ingest"]["channels"],
+            level=input_level,
         threads: config["resources"]["gpu"]["threads"]
         resources:
             **gpu_resources(),
@@ -49,6 +50,7 @@ else:
             step="prepare",
             cfg=config["predict"],
             channels=config["ingest"]["channels"],
+            level=input_level,
         threads: 1
         resources:
             **cpu_resources(),
@@ -73,6 +75,7 @@ else:
             step="part",
             cfg=config["predict"],
             channels=config["ingest"]["channels"],
+            level=input_level,
         threads: config["resources"]["gpu"]["threads"]
         resources:
             **gpu_resources(),
@@ -99,6 +102,7 @@ else:
             step="gather",
             cfg=config["predict"],
             channels=config["ingest"]["channels"],
+            level=input_level,
         threads: 1
         resources:
             **cpu_resources(),

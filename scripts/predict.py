@@ -30,7 +30,7 @@ cfg, step, work = sm.params.cfg, sm.params.step, sm.params.work
 torch.set_num_threads(sm.threads)
 device = select_device(cfg["device"] if step in ("all", "part") else "cpu")  # prepare/gather: CPU jobs and env
 image_path = Path(sm.input.image)
-image, channels = open_image(image_path, sm.params.channels)
+image, channels = open_image(image_path, sm.params.channels, sm.params.level)
 stat = image_path.stat()
 logging.info("%s: slide %s %s %s on %s, tile %d", step, image_path, image.shape, image.dtype, device, cfg["tile"])
 remote = bool(cfg["scheduler_address"])
@@ -46,10 +46,10 @@ if step in ("all", "prepare"):
     warn_constant(image, image_path, len(channels))
     prepare(local, image, work, cfg["tile"], cfg["probability_dtype"], cfg["pyramid_levels"],
             guess_leading_axis(image_path), source=f"{image_path.resolve()} {stat.st_size} {stat.st_mtime_ns}",
-            tta=cfg["tta"], pixel_size=pixel_size(image_path))
+            tta=cfg["tta"], pixel_size=pixel_size(image_path, sm.params.level))
 if step in ("all", "part"):
     rows = band_rows(work, int(sm.wildcards.part), cfg["parts"]) if step == "part" else None
-    slide = SlideFile(str(image_path), tuple(sm.params.channels or ()) or None) if remote else image
+    slide = SlideFile(str(image_path), tuple(sm.params.channels or ()) or None, sm.params.level) if remote else image
     predict_rows(model, slide, work, rows, cfg["batch_size"], cfg["amp"],
                  workers=2 if device.type == "cuda" else 1, scheduler_address=cfg["scheduler_address"])
 if step in ("all", "gather"):

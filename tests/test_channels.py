@@ -268,3 +268,28 @@ def test_model_channels_refuse_another_count_and_warn_on_other_names(caplog):
     with caplog.at_level(logging.WARNING):
         check_model_channels(two, ["GFP", "DAPI"], "swapped.ome.tif", "runs/model.pt")
     assert "trained on ['DAPI', 'GFP']; they are taken in this order" in caplog.text
+
+
+# -- resolution levels (predict.level) --------------------------------------------------------
+
+def test_pyramidal_tiff_levels_and_a_missing_one(tmp_path):
+    rgb = np.random.default_rng(2).integers(0, 256, (600, 520, 3), dtype=np.uint8)
+    path = pyramidal_tiff(tmp_path / "slide.ome.tif", rgb, tile=128)
+    for level in (1, 2):
+        view, names = open_image(path, ["G"], level=level)
+        np.testing.assert_array_equal(view[...], rgb[::2 ** level, ::2 ** level, 1])
+    with pytest.raises(InputError, match=r"has no resolution level 3: its 3 level\(s\) are 0 \(600, 520, 3\), "
+                                         r"1 \(300, 260, 3\), 2 \(150, 130, 3\)") as err:
+        open_image(path, level=3)
+    assert "slide.ome.tif" in str(err.value) and "set predict.level to 0..2" in str(err.value)
+
+
+def test_ome_zarr_levels_and_a_missing_one(tmp_path, planes):
+    path = ome_zarr_image(tmp_path / "img.ome.zarr", planes, "cyx", ["DAPI", "GFP", "RFP"])
+    view, names = open_image(path, level=1)
+    assert view.shape == (3, 20, 28) and names == ["DAPI", "GFP", "RFP"]
+    np.testing.assert_array_equal(view[...], zarr.open_array(path / "s1", mode="r")[...])
+    with pytest.raises(InputError, match=r"has no resolution level 2: its 2 level\(s\) are 0 \(3, 40, 56\), 1"):
+        open_image(path, level=2)
+    with pytest.raises(InputError, match="is a single array, but predict.level is 1"):
+        open_image(path / "s0", level=1)

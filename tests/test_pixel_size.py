@@ -62,3 +62,20 @@ def test_ngff_unit_names():
     assert ngff_unit("µm") == ngff_unit("\\u00B5m") == ngff_unit("um") == "micrometer"
     assert ngff_unit("nanometer") == "nanometer" and ngff_unit("pixel") is None
     assert ngff_unit("ms", "time") == "millisecond" and ngff_unit("ms") is None
+
+
+def test_pixel_size_of_a_resolution_level(tmp_path):
+    """A pyramid's level k: the TIFF's level 0 size times its subsampling, the OME-Zarr dataset's own scale."""
+    from test_channels import ome_zarr_image, pyramidal_tiff
+    rgb = np.zeros((256, 192, 3), np.uint8)
+    path = tmp_path / "slide.ome.tif"
+    with tifffile.TiffWriter(path) as out:
+        out.write(rgb, subifds=1, tile=(64, 64), photometric="rgb",
+                  metadata={"axes": "YXS", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25})
+        out.write(rgb[::4, ::4], subfiletype=1, tile=(64, 64), photometric="rgb")
+    assert pixel_size(path) == {"x": (0.25, "micrometer"), "y": (0.25, "micrometer")}
+    assert pixel_size(path, level=1) == {"x": (1.0, "micrometer"), "y": (1.0, "micrometer")}
+    assert pixel_size(pyramidal_tiff(tmp_path / "plain.tif", rgb, levels=2, tile=64), level=1) == {}
+    image = ome_zarr_image(tmp_path / "img.ome.zarr", np.zeros((2, 40, 56), np.uint16), "cyx")
+    assert pixel_size(image) == {"x": (1.0, None), "y": (1.0, None)}  # ome-zarr-py writes no unit
+    assert pixel_size(image, level=1) == {"x": (2.0, None), "y": (2.0, None)}

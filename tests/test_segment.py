@@ -162,7 +162,7 @@ def _run_predict_script(run_script, tmp_path, cfg, step, output, work, part=None
 
     log = tmp_path / f"{step}{part}.log"
     run_script("predict.py", input=SimpleNamespace(model=str(tmp_path / "model.pt"), image=str(tmp_path / "s.ome.tif")),
-               output=[str(output)], params=SimpleNamespace(cfg=cfg, work=str(work), step=step, channels=None),
+               output=[str(output)], params=SimpleNamespace(cfg=cfg, work=str(work), step=step, channels=None, level=0),
                wildcards=SimpleNamespace(part=part), threads=1, log=[str(log)])
     return log.read_text()
 

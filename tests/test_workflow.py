@@ -179,6 +179,9 @@ BAD_DRY_RUNS = {
                                       "Fix: give every image of the sample table the same channels"]),
     "channel out of range": (None, "ingest:\n  channels: [2]\n",
                              ["a.tif: has no channel 2: its 1 channel(s) are 0 '0'", "Fix: set ingest.channels"]),
+    "level beyond the pyramid": (None, "predict:\n  level: 1\n",
+                                 ["movie.ome.tif: has no resolution level 1: its 1 level(s) are 0 (3, 70, 80)",
+                                  "Fix: set predict.level: 0, or predict a pyramidal export"]),
     "missing slide": (("slide", "gone.tif", "", "predict"), None,
                       ["gone.tif: does not exist (image of sample 'slide'", "Fix: correct the path"]),
 }
@@ -376,7 +379,8 @@ def fluorescence_samples(folder):
 
 def histology_samples(folder):
     """Crops of scikit-image's immunohistochemistry image (RGB, shipped in its wheel) with nuclei labels from
-    its hematoxylin stain (colour deconvolution, Otsu, connected components); the whole image is predicted."""
+    its hematoxylin stain (colour deconvolution, Otsu, connected components); the whole image is predicted,
+    from a pyramidal OME-TIFF of 0.5 µm pixels at its level 1 (predict.level)."""
     from skimage import color, data, filters, measure
     rgb = data.immunohistochemistry()
     hematoxylin = filters.gaussian(color.rgb2hed(rgb)[..., 0], 1.0)
@@ -387,8 +391,12 @@ def histology_samples(folder):
         tifffile.imwrite(folder / f"{name}.tif", rgb[y:y + 160, x:x + 200], photometric="rgb")
         tifffile.imwrite(folder / f"{name}_labels.tif", measure.label(labels[y:y + 160, x:x + 200] > 0))
         rows.append((name, folder / f"{name}.tif", folder / f"{name}_labels.tif", split))
-    tifffile.imwrite(folder / "ihc.tif", rgb, photometric="rgb")
-    return rows + [("ihc", folder / "ihc.tif", "", "predict")]
+    with tifffile.TiffWriter(folder / "ihc.ome.tif") as out:
+        out.write(rgb, subifds=1, tile=(128, 128), photometric="rgb",
+                  metadata={"axes": "YXS", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5})
+        out.write(rgb[::2, ::2], subfiletype=1, tile=(128, 128), photometric="rgb")
+    (folder / "level.yaml").write_text("predict: {level: 1}\n")
+    return rows + [("ihc", folder / "ihc.ome.tif", "", "predict")]
 
 
 @pytest.fixture(scope="module", params=["fluorescence", "histology"])
@@ -396,7 +404,8 @@ def channel_run(request, tmp_path_factory):
     data = tmp_path_factory.mktemp(request.param)
     rows = (fluorescence_samples if request.param == "fluorescence" else histology_samples)(data)
     work = tmp_path_factory.mktemp(f"{request.param}_run")
-    snakemake(work, "all", samples=write_sample_table(data / "samples.tsv", rows))
+    level = [data / "level.yaml"] if request.param == "histology" else []
+    snakemake(work, "all", samples=write_sample_table(data / "samples.tsv", rows), configfiles=level)
     return request.param, work / "results", rows
 
 
@@ -418,9 +427,14 @@ def test_channels_train_and_predict_end_to_end(channel_run):
     for name, image, _, split in rows:
         if split in ("test", "predict"):
             prob, labels = read_prediction(results / "predictions" / f"{name}.ome.zarr")
-            raw = tifffile.imread(image)
+            level = 1 if split == "predict" else 0  # the test images at full resolution, as their labels
+            raw = tifffile.imread(image, level=level)
             assert prob.shape == labels.shape == (raw.shape[-2:] if kind == "fluorescence" else raw.shape[:2])
             assert np.isfinite(prob).all()
+    if kind == "histology":  # level 1 of 0.5 µm pixels: 1 µm, so that it overlays the slide
+        ms = zarr.open_group(results / "predictions" / "ihc.ome.zarr", mode="r").attrs["ome"]["multiscales"][0]
+        assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 1.0]
+        assert [a.get("unit") for a in ms["axes"]] == ["micrometer", "micrometer"]
     metrics = (results / "evaluation" / "metrics.tsv").read_text().splitlines()
     assert [ln.split("\t")[0] for ln in metrics[1:]] == ["d", "summary"]
     log = (results / "logs" / "ingest" / "a.log").read_text()

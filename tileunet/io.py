@@ -28,15 +28,25 @@ log = logging.getLogger(__name__)
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 
-def _open_tiff(path):
+def _open_tiff(path, level=0):
     try:
-        store = tifffile.imread(path, aszarr=True)
-        arr = zarr.open(store, mode="r")
+        with tifffile.TiffFile(path) as tif:
+            shapes = [tuple(lv.shape) for lv in tif.series[0].levels]
+        if level < len(shapes):
+            # one level's tiles, decoded as they are sliced: a whole-slide image is never read whole
+            arr = zarr.open(tifffile.imread(path, aszarr=True, level=level), mode="r")
     except Exception as exc:  # tifffile raises many types for corrupt files
         raise InputError(path, f"cannot be read as TIFF ({exc})", "re-export the image as TIFF or OME-TIFF") from exc
-    if isinstance(arr, zarr.Group):  # pyramidal TIFF: level 0 is full resolution
-        arr = arr["0"]
+    if level >= len(shapes):
+        raise _missing_level(path, level, shapes)
     return arr
+
+
+def _missing_level(path, level, shapes):
+    return InputError(path, f"has no resolution level {level}: its {len(shapes)} level(s) are "
+                      + ", ".join(f"{i} {s}" for i, s in enumerate(shapes)),
+                      f"set predict.level to 0..{len(shapes) - 1}" if len(shapes) > 1 else
+                      "set predict.level: 0, or predict a pyramidal export of the slide")
 
 
 def _multiscales(attrs):
@@ -45,20 +55,24 @@ def _multiscales(attrs):
     return ms[0] if isinstance(ms, list) and ms else None
 
 
-def _open_zarr(path):
+def _open_zarr(path, level=0):
     try:
         node = zarr.open(path, mode="r")
     except Exception as exc:
         raise InputError(path, f"cannot be opened as Zarr ({exc})", "point to a Zarr array or OME-Zarr image") from exc
-    return _full_resolution(node, path)
+    return _resolution(node, path, level)
 
 
-def _full_resolution(node, path, depth=0):
-    """The full-resolution array of an OME-Zarr image: the first dataset its multiscales list.
+def _resolution(node, path, level=0, depth=0):
+    """Resolution ``level`` of an OME-Zarr image: that dataset of its multiscales (0: full resolution).
 
     A bioformats2raw store (a group of images ``0``, ``1``...) gives its first image.
     """
     if isinstance(node, zarr.Array):
+        if level:
+            raise InputError(path, f"is a single array, but predict.level is {level}",
+                             "point to the OME-Zarr image group that holds the resolution levels, or set "
+                             "predict.level: 0")
         return node
     ms = _multiscales(node.attrs.asdict())
     fix = ("point to the full-resolution array itself (e.g. store.zarr/0), or re-export the image with "
@@ -67,13 +81,16 @@ def _full_resolution(node, path, depth=0):
         datasets = ms.get("datasets") or []
         if not datasets or "path" not in datasets[0]:
             raise InputError(path, "is an OME-Zarr image whose multiscales metadata lists no level 0 dataset", fix)
-        level0 = datasets[0]["path"]
-        if level0 not in node or not isinstance(node[level0], zarr.Array):
-            raise InputError(path, f"is an OME-Zarr image whose level 0 dataset {level0!r} (multiscales metadata) "
-                             "is not an array of the group", fix)
-        return node[level0]
+        if level >= len(datasets):
+            raise _missing_level(path, level, [node[d["path"]].shape if d.get("path") in node else "missing"
+                                               for d in datasets])
+        name = datasets[level].get("path")
+        if name not in node or not isinstance(node[name], zarr.Array):
+            raise InputError(path, f"is an OME-Zarr image whose level {level} dataset {name!r} (multiscales "
+                             "metadata) is not an array of the group", fix)
+        return node[name]
     if "0" in node and depth < 1:  # an array '0' without metadata, or bioformats2raw's first image
-        return _full_resolution(node["0"], path, depth + 1)
+        return _resolution(node["0"], path, level, depth + 1)
     raise InputError(path, "is a Zarr group without an array '0'", "name the array inside the group, e.g. store.zarr/image")
 
 
@@ -119,14 +136,14 @@ def open_array(path):
     return arr
 
 
-def _open_any(path):
+def _open_any(path, level=0):
     path = Path(path)
     if not path.exists():
         raise InputError(path, "does not exist", "check the path in the sample table (relative paths start at the working directory)")
     if path.suffix.lower() in TIFF_SUFFIXES:
-        return _open_tiff(path)
+        return _open_tiff(path, level)
     if path.is_dir():
-        return _open_zarr(path)
+        return _open_zarr(path, level)
     raise InputError(path, f"has unsupported type '{path.suffix}'", "use TIFF/OME-TIFF or a Zarr array")
 
 
@@ -134,7 +151,7 @@ def path_is_tiff(path):
     return Path(path).suffix.lower() in TIFF_SUFFIXES
 
 
-def open_image(path, channels=None):
+def open_image(path, channels=None, level=0):
     """Open an image lazily with its channels selected and placed in front of (Y, X).
 
     Parameters
@@ -145,6 +162,9 @@ def open_image(path, channels=None):
         (:mod:`tileunet.channels`).
     channels : list of int or str, optional
         Channels to keep, in order (indices or names); all if None.
+    level : int
+        Resolution level of a pyramidal TIFF (SVS, NDPI, OME-TIFF SubIFDs) or OME-Zarr
+        image; 0 is full resolution.
 
     Returns
     -------
@@ -154,7 +174,7 @@ def open_image(path, channels=None):
     names : list of str
         Names of the kept channels.
     """
-    arr = _open_any(path)
+    arr = _open_any(path, level)
     axes = declared_axes(path, arr.ndim)
     chan = channel_axis(arr.shape, axes, path)
     ngff = None if path_is_tiff(path) else ngff_image(path)[1]
@@ -244,9 +264,9 @@ def read_array(path):
     return _read(path, open_array(path))
 
 
-def read_image(path, channels=None):
+def read_image(path, channels=None, level=0):
     """:func:`open_image` read into memory: (numpy.ndarray, channel names)."""
-    view, names = open_image(path, channels)
+    view, names = open_image(path, channels, level)
     return _read(path, view), names
 
 

@@ -99,8 +99,8 @@ def _tiff_sizes(tif):
     return out
 
 
-def _ome_zarr_sizes(path):
-    """Scale and units of an OME-Zarr image group (NGFF 0.4 or 0.5), or of one of its resolution arrays."""
+def _ome_zarr_sizes(path, level=0):
+    """Scale and units of an OME-Zarr image group's ``level`` (NGFF 0.4 or 0.5), or of one of its resolution arrays."""
     path = Path(path)
     for group, dataset in ((path, None), (path.parent, path.name)):
         try:
@@ -112,7 +112,8 @@ def _ome_zarr_sizes(path):
             continue
         ms = ms[0]
         datasets = ms.get("datasets", [])
-        ds = datasets[0] if dataset is None else next((d for d in datasets if d.get("path") == dataset), None)
+        ds = (datasets[level] if level < len(datasets) else None) if dataset is None else next(
+            (d for d in datasets if d.get("path") == dataset), None)
         if ds is None:
             continue
         scale = np.ones(len(ms["axes"]))
@@ -125,13 +126,24 @@ def _ome_zarr_sizes(path):
     return {}
 
 
-def pixel_size(path):
+def _tiff_level_factors(tif, level):
+    """Pixel size of a pyramidal TIFF's ``level`` over level 0's, per spatial axis ("y", "x")."""
+    series = tif.series[0]
+    full, this = series.levels[0].shape, series.levels[level].shape
+    axes = series.axes.lower()
+    return {a: full[axes.index(a)] / this[axes.index(a)] for a in "yx" if a in axes}
+
+
+def pixel_size(path, level=0):
     """Physical size of one pixel (or plane, or frame) per axis, as the image file declares it.
 
     Parameters
     ----------
     path : str or Path
         An image :func:`open_array` reads.
+    level : int
+        Resolution level of a pyramidal TIFF or OME-Zarr image (:func:`tileunet.io.open_image`):
+        the TIFF's level 0 size times the level's subsampling; the OME-Zarr dataset's own scale.
 
     Returns
     -------
@@ -165,8 +177,11 @@ def pixel_size(path):
         if path.suffix.lower() in TIFF_SUFFIXES:
             with tifffile.TiffFile(path) as tif:
                 raw = _ome_tiff_sizes(tif) if tif.is_ome else _tiff_sizes(tif)
+                for axis, factor in (_tiff_level_factors(tif, level) if level else {}).items():
+                    if axis in raw and raw[axis][0]:
+                        raw[axis] = (raw[axis][0] * factor, raw[axis][1])
         elif path.is_dir():
-            raw = _ome_zarr_sizes(path)
+            raw = _ome_zarr_sizes(path, level)
         else:
             raw = {}
     except Exception as exc:  # metadata is a bonus: the pixels are what open_array checks

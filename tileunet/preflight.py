@@ -148,7 +148,7 @@ def _open_source(path, what, produced, opener=open_array):
     return opener(p)
 
 
-def check_sample_files(samples, table="the sample table", produced=lambda path: False, channels=None):
+def check_sample_files(samples, table="the sample table", produced=lambda path: False, channels=None, level=0):
     """Refuse sample files that are missing, unreadable or of the wrong layout, before any job.
 
     Each file is opened (its header parsed, no pixels read): a missing or unreadable file, a
@@ -166,11 +166,15 @@ def check_sample_files(samples, table="the sample table", produced=lambda path: 
     produced : callable, optional
         ``produced(path)`` is True for a file a rule of the workflow will write (the demo's
         frames): such files are checked by the job that reads them.
+    channels : list of int or str, optional
+        ``ingest.channels``.
+    level : int
+        ``predict.level``: the resolution level the slides of split predict are opened at.
     """
     counts = {}
     for s in samples.values():
         opened = _open_source(s.image, f"image of sample {s.name!r} in {table}", produced,
-                              lambda p: open_image(p, channels))
+                              lambda p: open_image(p, channels, level if s.split == "predict" else 0))
         labels = _open_source(s.labels, f"labels of sample {s.name!r} in {table}", produced) if s.labels else None
         image, names = opened or (None, None)
         if image is not None:

@@ -169,19 +169,20 @@ def _load(path, device):
 
 @dataclasses.dataclass(frozen=True)
 class SlideFile:
-    """A slide path and the channels to read (``ingest.channels`` as a tuple), opened once per process."""
+    """A slide path, the channels to read (``ingest.channels`` as a tuple) and its level, opened once per process."""
 
     path: str
     channels: tuple = None
+    level: int = 0
 
     def load(self):
-        return _open(str(self.path), self.channels)
+        return _open(str(self.path), self.channels, self.level)
 
 
 @functools.lru_cache(maxsize=4)
-def _open(path, channels):
+def _open(path, channels, level=0):
     from .io import open_image
-    return open_image(path, None if channels is None else list(channels))[0]
+    return open_image(path, None if channels is None else list(channels), level)[0]
 
 
 def _resolve(model, image):
