@@ -79,3 +79,13 @@ def test_pixel_size_of_a_resolution_level(tmp_path):
     image = ome_zarr_image(tmp_path / "img.ome.zarr", np.zeros((2, 40, 56), np.uint16), "cyx")
     assert pixel_size(image) == {"x": (1.0, None), "y": (1.0, None)}  # ome-zarr-py writes no unit
     assert pixel_size(image, level=1) == {"x": (2.0, None), "y": (2.0, None)}
+
+
+def test_pixel_size_of_a_bioformats2raw_store(tmp_path):
+    """The store's first image, as open_image reads it: its level's scale and units."""
+    from ome_zarr.writer import write_image
+    image = zarr.open_group(tmp_path / "bf2raw.zarr", mode="w").create_group("0")
+    write_image(np.zeros((2, 40, 56), np.uint16), image, axes="cyx", scale_factors=(2,),
+                scale={"c": 1.0, "y": 0.5, "x": 0.5}, axes_units={"y": "micrometer", "x": "micrometer"})
+    assert pixel_size(tmp_path / "bf2raw.zarr") == {"x": (0.5, "micrometer"), "y": (0.5, "micrometer")}
+    assert pixel_size(tmp_path / "bf2raw.zarr", level=1) == {"x": (1.0, "micrometer"), "y": (1.0, "micrometer")}

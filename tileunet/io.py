@@ -94,13 +94,14 @@ def _resolution(node, path, level=0, depth=0):
     raise InputError(path, "is a Zarr group without an array '0'", "name the array inside the group, e.g. store.zarr/image")
 
 
-def ngff_image(path):
-    """(multiscales entry, NGFF attributes, level 0 path) of the OME-Zarr image ``path`` is or lies in.
+def ngff_image(path, level=0):
+    """(multiscales entry, NGFF attributes, dataset entry) of the OME-Zarr image ``path`` is or lies in.
 
     (None, None, None) where ``path`` is no OME-Zarr image.
 
-    ``path`` may be the image group, a bioformats2raw store (its first image) or
-    one of the image's resolution levels.
+    ``path`` may be the image group or a bioformats2raw store (its first image), whose
+    dataset ``level`` is given (None if it has no such level), or one of the image's
+    resolution arrays, whose own dataset entry is given.
     """
     path = Path(path)
     for group, dataset in ((path, None), (path / "0", None), (path.parent, path.name)):
@@ -109,9 +110,13 @@ def ngff_image(path):
         except Exception:  # not a group
             continue
         ms = _multiscales(attrs)
-        paths = [d.get("path") for d in (ms or {}).get("datasets") or [{}]]
-        if ms is not None and (dataset is None or dataset in paths):
-            return ms, attrs.get("ome", attrs), paths[0]
+        datasets = (ms or {}).get("datasets") or []
+        if dataset is None:
+            entry = datasets[level] if level < len(datasets) else None
+        else:
+            entry = next((d for d in datasets if d.get("path") == dataset), None)
+        if ms is not None and (dataset is None or entry is not None):
+            return ms, attrs.get("ome", attrs), entry
     return None, None, None
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-import zarr
 
-from .io import TIFF_SUFFIXES
+from .io import TIFF_SUFFIXES, ngff_image
 
 log = logging.getLogger(__name__)
 
@@ -100,30 +99,17 @@ def _tiff_sizes(tif):
 
 
 def _ome_zarr_sizes(path, level=0):
-    """Scale and units of an OME-Zarr image group's ``level`` (NGFF 0.4 or 0.5), or of one of its resolution arrays."""
-    path = Path(path)
-    for group, dataset in ((path, None), (path.parent, path.name)):
-        try:
-            attrs = zarr.open_group(group, mode="r").attrs.asdict()
-        except Exception:  # not a group: nothing declared here
-            continue
-        ms = attrs.get("ome", attrs).get("multiscales")
-        if not ms:
-            continue
-        ms = ms[0]
-        datasets = ms.get("datasets", [])
-        ds = (datasets[level] if level < len(datasets) else None) if dataset is None else next(
-            (d for d in datasets if d.get("path") == dataset), None)
-        if ds is None:
-            continue
-        scale = np.ones(len(ms["axes"]))
-        for transforms in (ds.get("coordinateTransformations", []), ms.get("coordinateTransformations", [])):
-            for t in transforms:  # the dataset's scale, then the multiscale's global one
-                if t.get("type") == "scale":
-                    scale = scale * np.asarray(t["scale"], dtype=float)
-        axes = [a if isinstance(a, dict) else {"name": a} for a in ms["axes"]]
-        return {a["name"].lower(): (s, a.get("unit")) for a, s in zip(axes, scale) if a["name"].lower() in "tzyx"}
-    return {}
+    """Scale and units of an OME-Zarr image's ``level`` (NGFF 0.4 or 0.5), or of one of its resolution arrays."""
+    ms, _, ds = ngff_image(path, level)
+    if ds is None:
+        return {}
+    scale = np.ones(len(ms["axes"]))
+    for transforms in (ds.get("coordinateTransformations", []), ms.get("coordinateTransformations", [])):
+        for t in transforms:  # the dataset's scale, then the multiscale's global one
+            if t.get("type") == "scale":
+                scale = scale * np.asarray(t["scale"], dtype=float)
+    axes = [a if isinstance(a, dict) else {"name": a} for a in ms["axes"]]
+    return {a["name"].lower(): (s, a.get("unit")) for a, s in zip(axes, scale) if a["name"].lower() in "tzyx"}
 
 
 def _tiff_level_factors(tif, level):
