@@ -8,8 +8,9 @@
     labels, pyramid), the median over ``--repeats`` alternating pairs.  Floor
     0.9 on CPU.
 (b) Peak RSS (ru_maxrss of a fresh subprocess each) of the whole pipeline with a
-    tiny net (depth 2, base 2) that follows the image (:func:`follower`) on lazily generated synthetic slides of 8192^2
-    and 32768^2 (a Zarr array written chunk by chunk, never whole in memory).
+    tiny net (depth 2, base 2) that follows the image (:func:`follower`) on lazily
+    generated synthetic slides of 8192^2 and 32768^2 (a Zarr array written chunk by
+    chunk, never whole in memory).
     Floor: the large slide under 2 GiB and within 25% of the small one.
 (c) The same for RGB whole-slide images as users have them (``--rss-rgb``): a
     pyramidal tiled RGB TIFF (zlib-compressed 512 px tiles, two sub-resolutions
@@ -191,8 +192,9 @@ def rss(sizes, tile, threads, rgb=False):
                              check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         results.append(r)
-        print(f"    {size}x{size}: peak RSS {r['rss_mib']:.0f} MiB, {r['instances']} instances, pipeline {r['wall_s']:.1f} s "
-              f"({size * size / r['wall_s'] / 1e6:.2f} Mpx/s), slide generation {r['generate_s']:.1f} s")
+        print(f"    {size}x{size}: peak RSS {r['rss_mib']:.0f} MiB, {r['instances']} instances, "
+              f"pipeline {r['wall_s']:.1f} s ({size * size / r['wall_s'] / 1e6:.2f} Mpx/s), "
+              f"slide generation {r['generate_s']:.1f} s")
     big, small = results[-1], results[0]
     print(f"    largest/smallest RSS ratio {big['rss_mib'] / small['rss_mib']:.3f} (floor <= 1.25)"
           + ("" if rgb else f", largest {big['rss_mib'] / 1024:.2f} GiB (floor < 2)"))

@@ -79,7 +79,7 @@ def predict_work(wildcards, output):
 
 def input_level(wildcards):
     """The resolution level a slide is predicted at: predict.level for split predict, 0 for test images."""
-    return config["predict"]["level"] if SAMPLES[wildcards.sample].split == "predict" else 0
+    return SAMPLES[wildcards.sample].level(config["predict"]["level"])
 
 
 def get_source(kind):

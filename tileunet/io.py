@@ -152,10 +152,6 @@ def _open_any(path, level=0):
     raise InputError(path, f"has unsupported type '{path.suffix}'", "use TIFF/OME-TIFF or a Zarr array")
 
 
-def path_is_tiff(path):
-    return Path(path).suffix.lower() in TIFF_SUFFIXES
-
-
 def open_image(path, channels=None, level=0):
     """Open an image lazily with its channels selected and placed in front of (Y, X).
 
@@ -182,7 +178,7 @@ def open_image(path, channels=None, level=0):
     arr = _open_any(path, level)
     axes = declared_axes(path, arr.ndim)
     chan = channel_axis(arr.shape, axes, path)
-    ngff = None if path_is_tiff(path) else ngff_image(path)[1]
+    ngff = None if Path(path).suffix.lower() in TIFF_SUFFIXES else ngff_image(path)[1]
     names = channel_names(path, arr.shape[chan], axes, ngff) if chan is not None else ["0"]
     keep = select_channels(channels, names, path)
     free = [a for a in range(arr.ndim) if a != chan]

@@ -174,7 +174,7 @@ def check_sample_files(samples, table="the sample table", produced=lambda path: 
     counts = {}
     for s in samples.values():
         opened = _open_source(s.image, f"image of sample {s.name!r} in {table}", produced,
-                              lambda p: open_image(p, channels, level if s.split == "predict" else 0))
+                              lambda p: open_image(p, channels, s.level(level)))
         labels = _open_source(s.labels, f"labels of sample {s.name!r} in {table}", produced) if s.labels else None
         image, names = opened or (None, None)
         if image is not None:

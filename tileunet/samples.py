@@ -27,6 +27,11 @@ class Sample:
     labels: str
     split: str
 
+    def level(self, predict_level):
+        """The resolution level its image is read at: ``predict.level`` for a slide of split predict,
+        0 for the others, whose labels are at full resolution."""
+        return predict_level if self.split == "predict" else 0
+
 
 def _row_error(path, line, problem, fix):
     return InputError(f"{path} (line {line})", problem, fix)
