@@ -45,3 +45,25 @@ def test_a_window_with_its_context_gives_the_whole_planes_classes(seed, width, y
     whole = targets.border_classes(np.pad(labels, 3 * out, mode="symmetric"), width)
     expected = whole[3 * out + y:3 * out + y + out, 3 * out + x:3 * out + x + out]
     np.testing.assert_array_equal(targets.classes(window, "border", width), expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**16), st.integers(0, 3))
+def test_touching_means_two_cells_within_the_gap(seed, gap):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, (9, 11)) * (rng.random((9, 11)) < 0.15)
+    ys, xs = np.nonzero(labels)
+    ids = labels[ys, xs]
+    near = (ys[:, None] - ys) ** 2 + (xs[:, None] - xs) ** 2 <= (gap + 1) ** 2
+    assert targets.touching(labels, gap) == bool(np.any(near & (ids[:, None] != ids)))
+
+
+def test_cells_carved_apart_still_touch_and_distant_ones_do_not():
+    from tileunet.labels import separate_touching
+
+    _, labels = touching_cells((64, 80), n_cells=6, radius=7, seed=3)
+    carved = separate_touching(labels)
+    assert targets.touching(labels, 0) and not targets.touching(carved, 0) and targets.touching(carved, 1)
+    two = np.zeros((20, 20), np.int32)
+    two[2:6, 2:6], two[2:6, 10:14] = 1, 2  # 4 px of background between them
+    assert not targets.touching(two, 3) and targets.touching(two, 4)

@@ -18,6 +18,7 @@ from tileunet.model import UNet
 from tileunet.plots.train import loss_curve
 from tileunet.targets import border_classes
 from tileunet.tiles import TileReader, augmented_planes
+from tileunet.io import write_array
 from tileunet.interrupts import Interrupted, NonFiniteLossError
 from tileunet.train import METRIC_COLUMNS, TrainConfig, train, write_metrics
 from tileunet.training_run import CHECKPOINT
@@ -255,6 +256,27 @@ def test_a_border_target_without_interior_pixels_is_refused(training_stores, tmp
     with pytest.raises(InputError, match=r"augmented.zarr: has no cell wider than 41 px.*Fix: lower train.border"):
         train(augmented, [val], TINY, {**TINY_TRAIN, "target": "border", "border_width": 20}, tmp_path / "w",
               progress=False)
+
+
+def test_a_border_target_on_cells_that_never_touch_is_warned(training_stores, tmp_path, caplog):
+    augmented, val = training_stores
+    apart = tmp_path / "apart.zarr"
+    zarr.open_group(apart, mode="w", zarr_format=3).attrs.update(zarr.open_group(augmented, mode="r").attrs.asdict())
+    for s in ("s0", "s1"):
+        group = zarr.open_group(augmented / s, mode="r")
+        labels = group["labels"][:]
+        # one cell per plane: nothing for the border class to part
+        single = np.where(labels == np.bincount(labels.ravel())[1:].argmax() + 1, labels, 0)
+        for name, array in (("image", group["image"][:]), ("labels", single), ("weights", group["weights"][:])):
+            write_array(apart / s, name, array)
+    border = {**TINY_TRAIN, "target": "border", "iterations": 1, "val_interval": 1}
+    with caplog.at_level("WARNING", logger="tileunet.train"):
+        train(apart, [val], TINY, border, tmp_path / "a", progress=False)
+    assert "no two cells of" in caplog.text and "apart.zarr" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tileunet.train"):
+        train(augmented, [val], TINY, border, tmp_path / "t", progress=False)
+    assert "no two cells of" not in caplog.text
 
 
 def test_train_config_has_the_schemas_keys_and_takes_its_defaults():

@@ -84,6 +84,39 @@ def classes(labels, target, border_width=2):
     return border_classes(labels, border_width)[c:-c, c:-c]
 
 
+def touching(labels, gap=1):
+    """Whether two cells of an instance-label image lie at most ``gap`` px apart.
+
+    Cells that touch in the annotation are ``gap`` = 1 px apart once
+    :func:`tileunet.labels.separate_touching` has carved them, 0 before.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray of int, shape (Y, X)
+        Instance ids, 0 = background.
+    gap : int
+        Largest background gap (px) between two cells that counts as touching.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> touching(np.array([[1, 1, 0, 2]])), touching(np.array([[1, 0, 0, 2]]))
+    (True, False)
+    """
+    labels = np.asarray(labels)
+    cells = labels > 0
+    if not cells.any():
+        return False
+    foot = disk(int(gap) + 1)
+    larger = ndimage.maximum_filter(labels, footprint=foot, mode="nearest") > labels
+    # background counts as the largest id, so that only cells can be the smaller neighbour
+    smaller = ndimage.minimum_filter(np.where(cells, labels, labels.max() + 1), footprint=foot, mode="nearest") < labels
+    return bool(np.any(cells & (larger | smaller)))
+
+
 def interior_fraction(label_planes, border_width):
     """Fraction of cell pixels that the border target makes interior, over label planes.
 

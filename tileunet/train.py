@@ -295,9 +295,21 @@ def data_channels(planes, source):
 
 
 def _check_interior(reader, augmented, border_width):
-    """Refuse a border target that leaves no interior class (cells too thin); warn when it leaves little."""
-    labels = (zarr.open_group(p.store, mode="r")["labels"][() if p.index is None else p.index] for p in reader.planes)
-    fraction = targets.interior_fraction(labels, border_width)
+    """Refuse a border target that leaves no interior class (cells too thin); warn when it leaves little.
+
+    Also warn when no two training cells come within the border width: the border class then only
+    outlines cells against background, and nothing teaches the net to part
+    touching cells (the reason to choose it, :mod:`tileunet.targets`).
+    """
+    touch = [False]
+
+    def planes():  # one plane in memory at a time, seen once by both checks
+        for p in reader.planes:
+            labels = zarr.open_group(p.store, mode="r")["labels"][() if p.index is None else p.index]
+            touch[0] = touch[0] or targets.touching(labels, border_width)
+            yield labels
+
+    fraction = targets.interior_fraction(planes(), border_width)
     if fraction == 0:
         raise InputError(augmented, f"has no cell wider than {2 * border_width + 1} px, so the border target "
                          f"(train.border_width: {border_width}) leaves no interior pixels to seed the watershed",
@@ -305,6 +317,11 @@ def _check_interior(reader, augmented, border_width):
     log.log(logging.WARNING if fraction < 0.1 else logging.INFO,
             "border target: %.1f%% of the cell pixels are interior (train.border_width %d)", 100 * fraction,
             border_width)
+    if not touch[0]:
+        log.warning("border target: no two cells of %s lie within train.border_width (%d px) of each other, so the "
+                    "border class only outlines cells against background and the net never sees touching cells "
+                    "parted; if your cells touch, check that the labels give each touching cell its own id, or use "
+                    "train.target: foreground", augmented, border_width)
 
 
 def write_metrics(path, history):
