@@ -264,7 +264,7 @@ def _train(augmented, val_stores, model_config, train_config, checkpoint_dir, se
         raise ValueError(f"train.tile_size: {exc}. Fix: set train.tile_size to one of them") from exc
     reader = TileReader(planes, out, model.margin, cfg.target, cfg.border_width)
     if cfg.target == "border":
-        _check_interior(reader, augmented, cfg.border_width)
+        _check_border_labels(reader, augmented, cfg.border_width)
     val = validation_tiles(val_stores, out, model.margin, cfg.val_tiles, cfg.target, cfg.border_width)
     val_planes = validation_planes(val_stores)
     if val is None:
@@ -294,12 +294,13 @@ def data_channels(planes, source):
     return found.pop() if found else ()
 
 
-def _check_interior(reader, augmented, border_width):
+def _check_border_labels(reader, augmented, border_width):
     """Refuse a border target that leaves no interior class (cells too thin); warn when it leaves little.
 
-    Also warn when no two training cells come within the border width: the border class then only
-    outlines cells against background, and nothing teaches the net to part
-    touching cells (the reason to choose it, :mod:`tileunet.targets`).
+    Also warn when no two training cells come within the border width: the
+    border class then only outlines cells against background, and nothing
+    teaches the net to part touching cells (the reason to choose it,
+    :mod:`tileunet.targets`).
     """
     touch = [False]
 
