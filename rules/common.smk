@@ -16,6 +16,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.
 from tileunet.preflight import check_config, check_sample_files, check_tile_sizes  # noqa: E402
 from tileunet.config import config_layers  # noqa: E402
 from tileunet.samples import read_sample_table  # noqa: E402
+from tileunet.repeats import member_seed  # noqa: E402
 
 # Everything checkable is checked here, before the first job, and refused with the file, the
 # problem and the fix. The layers of this run's configuration, lowest first (config/README.md):
@@ -94,6 +95,34 @@ def class_frequencies_input():
     return []
 
 
+def training_outputs():
+    """Outputs of a training job: model.pt, metrics TSV and loss curve; per {member} for an ensemble."""
+    one = config["train"]["ensemble"] == 1
+    model, train = ("results/model/", "results/train/") if one else ("results/train/members/{member}/",) * 2
+    return dict(model=model + "model.pt", metrics=train + "metrics.tsv",
+                curve=report(train + "loss.png", caption="../report/train_curve.rst", category="3. Training"))
+
+
+def training_path(folder, suffix):
+    """Log or benchmark file of a training job: folder/train{suffix}, or folder/train/member{member}{suffix}."""
+    return folder + ("train" if config["train"]["ensemble"] == 1 else "train/member{member}") + suffix
+
+
+def training_seed():
+    """The seed of a training job: the run's seed, or an input function of {member} for an ensemble."""
+    seed = config["seed"]
+    return seed if config["train"]["ensemble"] == 1 else lambda wildcards: member_seed(seed, wildcards.member)
+
+
+def member_train_config():
+    """The train section without `ensemble`: how many networks there are is not part of training one.
+
+    Left out, it cannot invalidate the members' checkpoints (their fingerprint) or re-run
+    them (a params change) when members are added.
+    """
+    return {k: v for k, v in config["train"].items() if k != "ensemble"}
+
+
 def _stage_resources(kind):
     """mem_mb and runtime (minutes) of a stage kind; runtime grows with each retry."""
     res = config["resources"][kind]
@@ -151,3 +180,4 @@ def normalization():
 wildcard_constraints:
     sample=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     part=r"\d+",
+    member=r"\d+",

@@ -1,27 +1,31 @@
 # Training on the augmented set with the weighted loss (section 3).
+# train.ensemble == 1: one job (train_model) writes model.pt. train.ensemble == N > 1: N jobs
+# (train_member, one GPU each, seeds from tileunet.ensemble.member_seed) train the members,
+# then one job (train_model) joins them into model.pt with the post-processing chosen on the
+# validation images for their mean.
 
 
-rule train_model:
+rule:
+    name:
+        "train_model" if config["train"]["ensemble"] == 1 else "train_member"
     input:
         augmented="results/augmented.zarr/zarr.json",
         val=data_array("weights", samples_of("val")),
     output:
-        model="results/model/model.pt",
-        metrics="results/train/metrics.tsv",
-        curve=report("results/train/loss.png", caption="../report/train_curve.rst", category="3. Training"),
+        **training_outputs(),
     log:
-        "results/logs/train.log",
+        training_path("results/logs/", ".log"),
     benchmark:
-        "results/benchmarks/train.tsv"
+        training_path("results/benchmarks/", ".tsv")
     params:
         # Not an output: Snakemake deletes failed outputs, and a preempted job must resume from here.
         # Both paths derive from input/output so that an ablation module's replace_prefix applies.
         checkpoints=lambda wildcards, output: os.path.join(os.path.dirname(output.metrics), "checkpoints"),
         val_stores=lambda wildcards, input: [group_of(p) for p in input.val],
         model=config["model"],
-        train=config["train"],
+        train=member_train_config(),
         normalization=normalization(),
-        seed=config["seed"],
+        seed=training_seed(),
     threads: config["resources"]["gpu"]["threads"]
     resources:
         **gpu_resources(),
@@ -29,6 +33,33 @@ rule train_model:
         conda_env("train")
     script:
         "../scripts/train.py"
+
+
+if config["train"]["ensemble"] > 1:
+
+    rule train_model:
+        input:
+            members=expand(training_outputs()["model"], member=range(config["train"]["ensemble"])),
+            metrics=expand(training_outputs()["metrics"], member=range(config["train"]["ensemble"])),
+            val=data_array("weights", samples_of("val")),
+        output:
+            model="results/model/model.pt",
+            metrics="results/train/metrics.tsv",
+            curve=report("results/train/loss.png", caption="../report/train_curve.rst", category="3. Training"),
+        log:
+            "results/logs/train.log",
+        benchmark:
+            "results/benchmarks/train.tsv"
+        params:
+            val_stores=lambda wildcards, input: [group_of(p) for p in input.val],
+            train=member_train_config(),
+        threads: config["resources"]["gpu"]["threads"]
+        resources:
+            **gpu_resources(),
+        conda:
+            conda_env("train")
+        script:
+            "../scripts/ensemble.py"
 
 
 rule train:

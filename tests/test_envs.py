@@ -167,7 +167,8 @@ DEVICE_CASES = [(t, p, parts) for t in ("cpu", "cuda", "auto", "mps") for p in (
 def expected_env(rule, train_device, predict_device):
     """The env a rule must get: train/predict jobs follow their device, everything else is CPU."""
     base = rule.split("_", 2)[-1] if rule.startswith("ablation_") else rule
-    for stage_rule, device in (("train_model", train_device), ("predict_sample", predict_device),
+    for stage_rule, device in (("train_model", train_device), ("train_member", train_device),
+                               ("predict_sample", predict_device),
                                ("predict_part", predict_device)):
         if base.endswith(stage_rule):
             return ENVS["auto" if device == "mps" else device]
@@ -200,7 +201,7 @@ def test_conda_env_is_pinned_conda_forge_and_says_how_it_was_checked(env):
 def test_each_rule_gets_the_env_of_its_device(train_device, predict_device, parts):
     rules = workflow_rules(train_device, predict_device, parts)
     jobs = {name: env for name, (env, script) in rules.items() if script}
-    assert {"train_model", "ingest_sample", "evaluate_test"} <= jobs.keys()
+    assert {"train_model", "train_member", "ingest_sample", "evaluate_test"} <= jobs.keys()  # the demo: 3 members
     assert ("predict_part" in jobs) == (parts > 1) and ("predict_gather" in jobs) == (parts > 1)
     for name, (env, script) in rules.items():
         if script is None:

@@ -6,6 +6,8 @@ from types import SimpleNamespace
 import matplotlib.image
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tileunet import metrics, repeats
 
@@ -63,3 +65,10 @@ def test_ablation_variants_are_chosen_by_name_or_all_and_unknown_ones_refused():
     assert list(repeats.select_variants(variants, ["c", "a", "c"])) == ["c", "a"]
     with pytest.raises(repeats.InputError, match=r"r.yaml: repeat.variants names \['z'\].*Fix: choose from \['a', 'b', 'c'\]"):
         repeats.select_variants(variants, ["a", "z"], "r.yaml")
+
+
+@given(seed=st.integers(0, 10**6), runs=st.integers(1, repeats.SEED_STRIDE - 1), members=st.integers(1, 8))
+def test_member_seeds_are_distinct_across_the_members_of_every_repeated_run(seed, runs, members):
+    """Member k of run seed + i trains with seed + i + 1000 k: no two trainings of `repeat` share a seed."""
+    used = [repeats.member_seed(seed + i, k) for i in range(runs) for k in range(members)]
+    assert len(set(used)) == len(used) and repeats.member_seed(seed, 0) == seed

@@ -1,6 +1,7 @@
 """End-to-end runs of the workflow on tiny synthetic data, as a user runs it (subprocess)."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,9 +66,16 @@ def test_whole_workflow_writes_every_contract_output(finished_run):
     aug = zarr.open_group(r / "augmented.zarr", mode="r")
     assert set(aug.group_keys()) == {"a", "b"}
     assert aug["a"]["image"].shape[0] == 2 and aug["a"]["weights"].dtype == np.float32
-    from tileunet.model import load_model
+    from tileunet.ensemble import Ensemble
+    from tileunet.model import load_model, read_model_file
     model = load_model(r / "model" / "model.pt")
-    assert model.config.depth == 2
+    assert model.config.depth == 2 and isinstance(model, Ensemble) and len(model.members) == 2  # ci.yaml: 2
+    stored = read_model_file(r / "model" / "model.pt")
+    assert stored["seeds"] == [0, 1000] and stored["postprocessing"]["chosen"] in ("components", "watershed")
+    for k in (0, 1):
+        assert read_model_file(r / "train" / "members" / str(k) / "model.pt")["seed"] == 1000 * k
+    rows = [ln.split("\t")[0] for ln in (r / "train" / "metrics.tsv").read_text().splitlines()]
+    assert rows[0] == "member" and {"0", "1", "ensemble"} == set(rows[1:]) and rows[-1] == "ensemble"
     for name in ("d", "e", "movie"):
         assert (r / "predictions" / f"{name}.ome.zarr" / "zarr.json").exists()
     metrics = (r / "evaluation" / "metrics.tsv").read_text().splitlines()
@@ -135,7 +143,13 @@ def test_forcerun_one_stage_reruns_it_and_downstream_only(finished_run):
     out = snakemake(work, "all", "-n", "--forcerun", "train_model", samples=table).stdout
     jobs = {ln.split()[0] for ln in out.splitlines() if ln.strip().split(" ")[0] in
             ("ingest_sample", "weights_sample", "augment_set", "train_model", "predict_sample", "evaluate_test")}
-    assert jobs == {"train_model", "predict_sample", "evaluate_test"}
+    assert jobs == {"train_model", "predict_sample", "evaluate_test"}  # the join only: the members stand
+    out = snakemake(work, "all", "-n", "--forcerun", "train_member", samples=table).stdout
+    assert re.search(r"^train_member\s+2$", out, re.M) and re.search(r"^train_model\s+1$", out, re.M)
+    assert not re.search(r"^(ingest_sample|weights_sample|augment_set)\s", out, re.M)
+    (work / "three.yaml").write_text("train: {ensemble: 3}\n")  # one member more: it alone is trained
+    out = snakemake(work, "all", "-n", samples=table, configfiles=[work / "three.yaml"]).stdout
+    assert re.search(r"^train_member\s+1$", out, re.M) and "wildcards: member=2" in out
     assert "Nothing to be done" in snakemake(work, "all", "-n", samples=table).stdout
 
 
@@ -404,13 +418,15 @@ def channel_run(request, tmp_path_factory):
     data = tmp_path_factory.mktemp(request.param)
     rows = (fluorescence_samples if request.param == "fluorescence" else histology_samples)(data)
     work = tmp_path_factory.mktemp(f"{request.param}_run")
-    level = [data / "level.yaml"] if request.param == "histology" else []
-    snakemake(work, "all", samples=write_sample_table(data / "samples.tsv", rows), configfiles=level)
+    (data / "single.yaml").write_text("train: {ensemble: 1}\n")  # one network: the path without members
+    extra = [data / ("level.yaml" if request.param == "histology" else "single.yaml")]
+    snakemake(work, "all", samples=write_sample_table(data / "samples.tsv", rows), configfiles=extra)
     return request.param, work / "results", rows
 
 
 @pytest.mark.workflow
 def test_channels_train_and_predict_end_to_end(channel_run):
+    from tileunet.ensemble import Ensemble
     from tileunet.model import load_model
     from tileunet.ome import read_prediction
     kind, results, rows = channel_run
@@ -424,6 +440,7 @@ def test_channels_train_and_predict_end_to_end(channel_run):
     assert aug["a"]["image"].shape[:2] == (2, 3) and aug["a"]["image"].attrs["channels"] == names
     model = load_model(results / "model" / "model.pt")
     assert model.config.in_channels == 3 and model.channels == names
+    assert isinstance(model, Ensemble) == (kind == "histology") == (results / "train" / "members").exists()
     for name, image, _, split in rows:
         if split in ("test", "predict"):
             prob, labels = read_prediction(results / "predictions" / f"{name}.ome.zarr")

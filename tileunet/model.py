@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .ensemble import Ensemble
 # The size arithmetic lives in a torch-free module (the workflow checks tile sizes before any job);
 # re-exported here, where it has always been public.
 from .geometry import check_input_size, input_size, margin, output_size, valid_sizes_near  # noqa: F401
@@ -193,10 +194,14 @@ def load_model(path, device="cpu"):
     post-processing chosen on the validation images
     (:func:`tileunet.postprocess.tune`) as ``model.postprocessing`` (None if
     the file holds none), the names of the training images' channels as
-    ``model.channels`` (None for single-channel images).
+    ``model.channels`` (None for single-channel images).  A file with
+    ``members`` (the number of networks) rebuilds a
+    :class:`tileunet.ensemble.Ensemble`.
     """
     payload = read_model_file(path)
     model = UNet(**payload["config"])
+    if payload.get("members"):  # an ensemble (train.ensemble > 1): one state dict of all members
+        model = Ensemble([model] + [UNet(**payload["config"]) for _ in range(payload["members"] - 1)])
     model.load_state_dict(payload["state_dict"])
     model.normalization = payload.get("normalization", {})
     model.postprocessing = payload.get("postprocessing")

@@ -3,7 +3,8 @@
 One training of twelve small frames is one draw from a wide distribution
 (instance F1 of one configuration has moved by 0.3 between runs), so a
 number worth reporting is the mean over seeds with its standard deviation,
-next to every seed's own row; never the best run.
+next to every seed's own row; never the best run.  The seeds of an
+ensemble's members (:func:`member_seed`) are kept apart from the runs' own.
 """
 
 import numpy as np
@@ -12,6 +13,16 @@ from .errors import InputError
 
 #: Test-summary columns compared across runs.
 KEYS = ("iou", "dice", "f1", "precision", "recall", "merges", "splits", "rand_error")
+
+
+#: Ensemble member k of the run with seed s trains with seed s + SEED_STRIDE * k (train.ensemble):
+#: distinct from the seeds s + 1, s + 2, ... of the repeated runs while repeat.runs < SEED_STRIDE.
+SEED_STRIDE = 1000
+
+
+def member_seed(seed, member):
+    """Training seed of ensemble member ``member`` (0-based) of the run with seed ``seed``; member 0 keeps it."""
+    return int(seed) + SEED_STRIDE * int(member)
 
 
 def select_variants(variants, names, where="the configuration"):

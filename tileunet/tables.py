@@ -87,6 +87,13 @@ def _parse(text):
     return text
 
 
+def read_tsv(path):
+    """The rows of a TSV written by :func:`write_tsv`: column -> int, float or str; empty cells None."""
+    with open(path, newline="") as fh:
+        return [{k: None if v in ("", None) else _parse(v) for k, v in r.items()}
+                for r in csv.DictReader(fh, delimiter="\t")]
+
+
 def read_summary(path):
     """The ``summary`` row of a metrics TSV written by :func:`write_tsv`.
 
@@ -100,9 +107,8 @@ def read_summary(path):
     dict
         Column -> value (int, float, or str); empty cells are left out.
     """
-    with open(path, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh, delimiter="\t") if r.get("sample") == "summary"]
+    rows = [r for r in read_tsv(path) if r.get("sample") == "summary"]
     if len(rows) != 1:
         raise InputError(path, f"has {len(rows)} rows with sample=summary, expected 1",
                          "re-run the evaluate stage to rewrite the table")
-    return {k: _parse(v) for k, v in rows[0].items() if k != "sample" and v not in ("", None)}
+    return {k: v for k, v in rows[0].items() if k != "sample" and v is not None}

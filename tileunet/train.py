@@ -68,6 +68,7 @@ class TrainConfig:
     target: str
     border_width: int
     ema: float
+    ensemble: int
     select: str
     tune: dict
 

@@ -1,11 +1,17 @@
 """Validation during training: the loss and foreground IoU of fixed tiles, and instance F1 of whole planes."""
 
+import logging
+
 import torch
 
 from .device import autocast
+from .geometry import check_input_size
 from .loss import _weighted_ce_map
 from .postprocess import tune
 from .predict import plane_maps
+from .tiles import validation_planes
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -71,3 +77,25 @@ def validate_instances(model, planes, tile, cfg, batch_size=4):
     tuned = tune([(m[0], m[1] if len(m) > 1 else None, labels) for m, (_, labels) in zip(maps, planes)], cfg.tune)
     best = tuned[tuned["chosen"]]
     return tuned, (best["val_f1"], best["val_iou"])
+
+
+def validate_stores(model, val_stores, cfg):
+    """:func:`validate_instances` of a trained model on the whole planes of the validation stores.
+
+    Used where the post-processing is chosen after training (an ensemble's
+    members, :mod:`tileunet.ensemble`); output tiles of the training tile's
+    size, as during training.
+
+    Returns
+    -------
+    (dict or None, (float, float) or None)
+        As :func:`validate_instances`; (None, None) without validation planes.
+    """
+    planes = validation_planes(val_stores)
+    if not planes:
+        log.warning("no validation samples: no post-processing is chosen (predict then needs it in the config)")
+        return None, None
+    tile = check_input_size(cfg.tile_size, model.config.depth, model.config.padding)
+    tuned, score = validate_instances(model, planes, tile, cfg, cfg.batch_size)
+    log.info("validation instance F1 %.3f, foreground IoU %.3f with %s", *score, tuned[tuned["chosen"]])
+    return tuned, score

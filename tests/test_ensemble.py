@@ -1,0 +1,68 @@
+"""Ensembles: the mean soft-max of the members, one model.pt, and everything built for one U-Net running it."""
+
+import numpy as np
+import pytest
+import torch
+
+from synthetic import blob_slide as slide
+from synthetic import tiny_unet as tiny
+from tileunet import predict
+from tileunet.ensemble import Ensemble, join
+from tileunet.model import load_model, read_model_file, save_model
+from tileunet.normalize import normalize_plane
+
+
+def members(n=3, n_classes=2):
+    return [tiny(3, seed=seed, n_classes=n_classes) for seed in range(n)]
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_ensemble_output_is_the_log_of_the_mean_softmax(n_classes):
+    nets = members(n_classes=n_classes)
+    x = torch.randn(2, 1, nets[0].input_size(12), nets[0].input_size(12))
+    with torch.no_grad():
+        out = Ensemble(nets)(x)
+        mean = torch.stack([torch.softmax(m(x), 1) for m in nets]).mean(0)
+    assert out.shape == (2, n_classes, 12, 12) and out.dtype == torch.float32
+    torch.testing.assert_close(torch.softmax(out, 1), mean, rtol=0, atol=1e-6)
+    assert torch.equal(out.argmax(1), mean.argmax(1))
+    assert (torch.softmax(out, 1) - torch.softmax(nets[0](x), 1)).abs().max() > 1e-3  # not member 0 alone
+
+
+def test_tiled_prediction_of_an_ensemble_is_the_members_mean_and_equals_the_whole_image():
+    nets = members()
+    ens = Ensemble(nets)
+    ens.normalization = nets[0].normalization
+    plane = normalize_plane(slide((61, 45), seed=2)).astype(np.float32)
+    ref = predict.forward_plane(ens, plane)
+    np.testing.assert_allclose(ref, np.mean([predict.forward_plane(m, plane) for m in nets], 0), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(predict.plane_maps(ens, plane, 28, batch_size=3), ref, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(predict.predict_image(ens, slide((61, 45), seed=2)), ref[0], rtol=0, atol=1e-6)
+
+
+def test_ensemble_model_file_round_trip(tmp_path):
+    nets = members(2)
+    path = tmp_path / "model.pt"
+    save_model(path, Ensemble(nets), nets[0].normalization, extra={"members": 2, "postprocessing": None})
+    loaded = load_model(path)
+    assert isinstance(loaded, Ensemble) and len(loaded.members) == 2 and not loaded.training
+    assert loaded.margin == nets[0].margin and loaded.normalization == nets[0].normalization
+    x = torch.randn(1, 1, 44, 44)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), Ensemble(nets)(x), rtol=0, atol=0)
+    assert read_model_file(path)["members"] == 2
+
+
+def test_members_of_another_architecture_or_normalisation_are_refused():
+    with pytest.raises(ValueError, match="architecture"):
+        Ensemble([tiny(3), tiny(2)])
+    with pytest.raises(ValueError, match="at least one"):
+        Ensemble([])
+    odd = tiny(3, seed=1)
+    odd.normalization = {"method": "percentile", "low": 5.0, "high": 50.0}
+    for m in (a := tiny(3), odd):
+        m.channels = None
+    with pytest.raises(ValueError, match=r"b/model.pt: its normalization .* differs from a/model.pt.*Fix"):
+        join([a, odd], ["a/model.pt", "b/model.pt"])
+    joined = join([a, tiny(3, seed=2)], ["a/model.pt", "c/model.pt"])
+    assert joined.normalization == a.normalization and joined.channels is None
