@@ -8,8 +8,9 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 
 import torch  # noqa: E402
 
+from tileunet.device import select_device  # noqa: E402
 from tileunet.ensemble import join  # noqa: E402
-from tileunet.model import load_model, read_model_file, save_model  # noqa: E402
+from tileunet.model import from_model_file, read_model_file, save_model  # noqa: E402
 from tileunet.plots.train import members_curve  # noqa: E402
 from tileunet.tables import read_tsv, write_tsv  # noqa: E402
 from tileunet.train import METRIC_COLUMNS, TrainConfig  # noqa: E402
@@ -19,8 +20,9 @@ sm = snakemake  # noqa: F821
 torch.set_num_threads(sm.threads)
 cfg = TrainConfig.from_dict(sm.params.train)
 paths = list(sm.input.members)
-ensemble = join([load_model(p) for p in paths], paths)
+device = select_device(cfg.device)  # the validation pass of every member: the job's GPU where it has one
 stored = [read_model_file(p) for p in paths]
+ensemble = join([from_model_file(s, device) for s in stored], paths)
 tuned, score = validate_stores(ensemble, sm.params.val_stores, cfg)
 histories = [read_tsv(p) for p in sm.input.metrics]
 rows = [{"member": k, **r} for k, h in enumerate(histories) for r in h]

@@ -198,7 +198,11 @@ def load_model(path, device="cpu"):
     ``members`` (the number of networks) rebuilds a
     :class:`tileunet.ensemble.Ensemble`.
     """
-    payload = read_model_file(path)
+    return from_model_file(read_model_file(path), device)
+
+
+def from_model_file(payload, device="cpu"):
+    """:func:`load_model` of a dictionary :func:`read_model_file` returned."""
     model = UNet(**payload["config"])
     if payload.get("members"):  # an ensemble (train.ensemble > 1): one state dict of all members
         model = Ensemble([model] + [UNet(**payload["config"]) for _ in range(payload["members"] - 1)])
