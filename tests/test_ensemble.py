@@ -1,5 +1,8 @@
 """Ensembles: the mean soft-max of the members, one model.pt, and everything built for one U-Net running it."""
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +13,8 @@ from tileunet import predict
 from tileunet.ensemble import Ensemble, join
 from tileunet.model import load_model, read_model_file, save_model
 from tileunet.normalize import normalize_plane
+from tileunet.tables import read_tsv
+from tileunet.train import write_metrics
 
 
 def members(n=3, n_classes=2):
@@ -66,3 +71,29 @@ def test_members_of_another_architecture_or_normalisation_are_refused():
         join([a, odd], ["a/model.pt", "b/model.pt"])
     joined = join([a, tiny(3, seed=2)], ["a/model.pt", "c/model.pt"])
     assert joined.normalization == a.normalization and joined.channels is None
+
+
+@pytest.mark.parametrize("with_val", [True, False])
+def test_the_join_script_writes_the_ensemble_its_postprocessing_metrics_and_curve(training_stores, tmp_path,
+                                                                                 run_script, with_val):
+    _, val = training_stores
+    paths, metrics = [], []
+    for k, net in enumerate(members(2)):
+        paths.append(tmp_path / f"m{k}" / "model.pt")
+        save_model(paths[-1], net, net.normalization, extra={"seed": 1000 * k, "iterations": 5, "channels": None})
+        metrics.append(tmp_path / f"m{k}" / "metrics.tsv")
+        write_metrics(metrics[-1], [{"iteration": i, "loss": 1.0 / i, "val_loss": None, "val_iou": None,
+                                     "val_f1": None, "lr": 0.1, "tiles_per_s": 2.0} for i in (1, 2)])
+    out = SimpleNamespace(model=str(tmp_path / "model.pt"), metrics=str(tmp_path / "metrics.tsv"),
+                          curve=str(tmp_path / "loss.png"))
+    train_cfg = {"device": "cpu", "tile_size": 60, "tune": {"thresholds": [0.5], "min_sizes": [0]}}
+    run_script("ensemble.py", input=SimpleNamespace(members=[str(p) for p in paths], metrics=[str(p) for p in metrics]),
+               output=out, params=SimpleNamespace(val_stores=[str(val)] if with_val else [], train=train_cfg),
+               threads=1, log=[str(tmp_path / "join.log")])
+    stored = read_model_file(out.model)
+    assert stored["members"] == 2 and stored["seeds"] == [0, 1000] and isinstance(load_model(out.model), Ensemble)
+    assert (stored["postprocessing"] or {}).get("chosen") in (("components", "watershed") if with_val else (None,))
+    rows = read_tsv(out.metrics)
+    assert [r["member"] for r in rows] == [0, 0, 1, 1] + (["ensemble"] if with_val else [])
+    assert Path(out.curve).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert ("no validation samples" in (tmp_path / "join.log").read_text()) != with_val
