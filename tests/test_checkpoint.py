@@ -46,6 +46,7 @@ def test_fingerprint_holds_what_changes_the_weights_and_nothing_else():
         return fingerprint({"depth": 3}, TrainConfig.from_dict(kw), 0, "abc")
 
     assert fp() == fp(device="cpu", val_interval=7, workers=3, iterations=99)  # where and how often only
+    assert fp() == fp(ensemble=3)  # how many networks are trained does not change one of them
     assert fp() != fp(lr=0.5) and fp() != fingerprint({"depth": 4}, TrainConfig.from_dict({}), 0, "abc")
     assert fp() != fingerprint({"depth": 3}, TrainConfig.from_dict({}), 1, "abc")
     # a cosine schedule's period is its iteration count: changing it changes the trajectory

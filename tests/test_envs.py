@@ -201,7 +201,7 @@ def test_conda_env_is_pinned_conda_forge_and_says_how_it_was_checked(env):
 def test_each_rule_gets_the_env_of_its_device(train_device, predict_device, parts):
     rules = workflow_rules(train_device, predict_device, parts)
     jobs = {name: env for name, (env, script) in rules.items() if script}
-    assert {"train_model", "train_member", "ingest_sample", "evaluate_test"} <= jobs.keys()  # the demo: 3 members
+    assert {"train_model", "train_member", "ingest_sample", "evaluate_test"} <= jobs.keys()  # ci.yaml trains 2 members
     assert ("predict_part" in jobs) == (parts > 1) and ("predict_gather" in jobs) == (parts > 1)
     for name, (env, script) in rules.items():
         if script is None:

@@ -23,7 +23,7 @@ from .tiles import sample_groups
 # Keys that change the trajectory of the weights; the others (how often to
 # validate or save, where and how fast to run) may change between a run and its resume.
 _RESUME_IGNORES = ("device", "val_interval", "val_tiles", "checkpoint_interval", "compile", "workers",
-                   "channels_last", "iterations", "select", "tune")
+                   "channels_last", "iterations", "select", "tune", "ensemble")
 
 
 def rng_state():
