@@ -95,10 +95,9 @@ def class_frequencies_input():
     return []
 
 
-def training_outputs():
-    """Outputs of a training job: model.pt, metrics TSV and loss curve; per {member} for an ensemble."""
-    one = config["train"]["ensemble"] == 1
-    model, train = ("results/model/", "results/train/") if one else ("results/train/members/{member}/",) * 2
+def training_outputs(member=False):
+    """model.pt, metrics TSV and loss curve of the trained model, or of one ensemble {member}."""
+    model, train = ("results/train/members/{member}/",) * 2 if member else ("results/model/", "results/train/")
     return dict(model=model + "model.pt", metrics=train + "metrics.tsv",
                 curve=report(train + "loss.png", caption="../report/train_curve.rst", category="3. Training"))
 

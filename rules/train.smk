@@ -1,6 +1,6 @@
 # Training on the augmented set with the weighted loss (section 3).
 # train.ensemble == 1: one job (train_model) writes model.pt. train.ensemble == N > 1: N jobs
-# (train_member, one GPU each, seeds from tileunet.ensemble.member_seed) train the members,
+# (train_member, one GPU each, seeds from tileunet.repeats.member_seed) train the members,
 # then one job (train_model) joins them into model.pt with the post-processing chosen on the
 # validation images for their mean.
 
@@ -12,7 +12,7 @@ rule:
         augmented="results/augmented.zarr/zarr.json",
         val=data_array("weights", samples_of("val")),
     output:
-        **training_outputs(),
+        **training_outputs(member=config["train"]["ensemble"] > 1),
     log:
         training_path("results/logs/", ".log"),
     benchmark:
@@ -39,13 +39,11 @@ if config["train"]["ensemble"] > 1:
 
     rule train_model:
         input:
-            members=expand(training_outputs()["model"], member=range(config["train"]["ensemble"])),
-            metrics=expand(training_outputs()["metrics"], member=range(config["train"]["ensemble"])),
+            members=expand(training_outputs(member=True)["model"], member=range(config["train"]["ensemble"])),
+            metrics=expand(training_outputs(member=True)["metrics"], member=range(config["train"]["ensemble"])),
             val=data_array("weights", samples_of("val")),
         output:
-            model="results/model/model.pt",
-            metrics="results/train/metrics.tsv",
-            curve=report("results/train/loss.png", caption="../report/train_curve.rst", category="3. Training"),
+            **training_outputs(),
         log:
             "results/logs/train.log",
         benchmark:
