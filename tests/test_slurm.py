@@ -36,7 +36,7 @@ SPLITS = {"a": "train", "c": "val", "d": "test"}
 # CPU-only rules and the threads each asks for (config/ci.yaml: resources.cpu.threads = 2 for augment)
 CPU_RULES = {"ingest_sample": 1, "weights_sample": 1, "augment_set": None, "predict_prepare": 1,
              "predict_gather": 1, "evaluate_test": 1}
-GPU_RULES = ("train_model", "predict_part")
+GPU_RULES = ("train_model", "train_member", "predict_part")
 # Long enough that SLURM's TERM, due up to 30 s after the test lowers the time limit (slurmctld
 # checks time limits every 30 s), and then the scancel both land mid-run: 2000 iterations (25 s
 # at the 80 it/s of 2 cores, 2026-12-03) lost that race in CI; 6000 leave ~45 s to spare on such a
@@ -88,6 +88,7 @@ def samples(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("slurm-data")
     write_cell_samples(tmp, SPLITS)
     (tmp / "parts.yaml").write_text(yaml.safe_dump({"predict": {"parts": 3}, "train": TRAIN}))
+    (tmp / "single.yaml").write_text(yaml.safe_dump({"train": {"ensemble": 1}}))  # one network: one train job
     return tmp
 
 
@@ -143,7 +144,7 @@ def hms(mins):
 def test_every_job_rule_ran_as_a_slurm_job_with_the_profiles_resources(slurm_run, cluster):
     work, profile, jobs, seconds = slurm_run
     ci = yaml.safe_load((ROOT / "config/ci.yaml").read_text())["resources"]
-    expected = {"ingest_sample": 3, "weights_sample": 2, "augment_set": 1, "train_model": 1,
+    expected = {"ingest_sample": 3, "weights_sample": 2, "augment_set": 1, "train_member": 2, "train_model": 1,
                 "predict_prepare": 1, "predict_part": 3, "predict_gather": 1, "evaluate_test": 1}
     assert {rule: len(rows) for rule, rows in jobs.items()} == expected, _table(jobs)
     for rule, rows in jobs.items():
@@ -221,7 +222,7 @@ def test_interrupted_training_is_resubmitted_and_resumes_to_the_uninterrupted_mo
     log = retry / "results/logs/train.log"
     ckpt = retry / "results/train/checkpoints/last.pt"
     cmd = snakemake_cmd(retry, samples / "samples.tsv", "train", "--workflow-profile", profile_dir,
-                        configfiles=[samples / "parts.yaml"])
+                        configfiles=[samples / "parts.yaml", samples / "single.yaml"])
     t0 = time.monotonic()
     out = tmp_path / "snakemake.out"  # a file, not a pipe: nobody reads a pipe while the test waits
     proc = subprocess.Popen(cmd, env=cluster.env, stdout=out.open("w"), stderr=subprocess.STDOUT, text=True)
@@ -276,7 +277,8 @@ def test_interrupted_training_is_resubmitted_and_resumes_to_the_uninterrupted_mo
     assert 0 < first_stop < second_stop < TRAIN["iterations"], (first_stop, second_stop, jobs)
     assert f"finished at iteration {TRAIN['iterations']}" in log.read_text()
     import torch
-    a = torch.load(work / "results/model/model.pt", map_location="cpu", weights_only=True)["state_dict"]
+    # the single network of seed 0 is member 0 of the uninterrupted run's ensemble (ci.yaml), bit for bit
+    a = torch.load(work / "results/train/members/0/model.pt", map_location="cpu", weights_only=True)["state_dict"]
     b = torch.load(retry / "results/model/model.pt", map_location="cpu", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and len(a) > 0
     for name in a:
