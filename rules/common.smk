@@ -102,15 +102,15 @@ def training_outputs(member=False):
                 curve=report(train + "loss.png", caption="../report/train_curve.rst", category="3. Training"))
 
 
-def training_path(folder, suffix):
-    """Log or benchmark file of a training job: folder/train{suffix}, or folder/train/member{member}{suffix}."""
-    return folder + ("train" if config["train"]["ensemble"] == 1 else "train/member{member}") + suffix
+def training_path(folder, suffix, member=False):
+    """Log or benchmark file of the trained model (folder/train{suffix}) or of one ensemble {member}."""
+    return folder + ("train/member{member}" if member else "train") + suffix
 
 
-def training_seed():
-    """The seed of a training job: the run's seed, or an input function of {member} for an ensemble."""
+def training_seed(member=False):
+    """The seed of the trained model, or an input function of {member} for an ensemble member."""
     seed = config["seed"]
-    return seed if config["train"]["ensemble"] == 1 else lambda wildcards: member_seed(seed, wildcards.member)
+    return (lambda wildcards: member_seed(seed, wildcards.member)) if member else seed
 
 
 def member_train_config():

@@ -14,9 +14,9 @@ rule:
     output:
         **training_outputs(member=config["train"]["ensemble"] > 1),
     log:
-        training_path("results/logs/", ".log"),
+        training_path("results/logs/", ".log", member=config["train"]["ensemble"] > 1),
     benchmark:
-        training_path("results/benchmarks/", ".tsv")
+        training_path("results/benchmarks/", ".tsv", member=config["train"]["ensemble"] > 1)
     params:
         # Not an output: Snakemake deletes failed outputs, and a preempted job must resume from here.
         # Both paths derive from input/output so that an ablation module's replace_prefix applies.
@@ -25,7 +25,7 @@ rule:
         model=config["model"],
         train=member_train_config(),
         normalization=normalization(),
-        seed=training_seed(),
+        seed=training_seed(member=config["train"]["ensemble"] > 1),
     threads: config["resources"]["gpu"]["threads"]
     resources:
         **gpu_resources(),
@@ -45,9 +45,9 @@ if config["train"]["ensemble"] > 1:
         output:
             **training_outputs(),
         log:
-            "results/logs/train.log",
+            training_path("results/logs/", ".log"),
         benchmark:
-            "results/benchmarks/train.tsv"
+            training_path("results/benchmarks/", ".tsv")
         params:
             val_stores=lambda wildcards, input: [group_of(p) for p in input.val],
             train=member_train_config(),

@@ -43,8 +43,9 @@ class Ensemble(nn.Module):
         self.config = members[0].config
 
     def forward(self, x):
-        probs = torch.stack([torch.softmax(m(x).float(), dim=1) for m in self.members])
-        return torch.log(probs.mean(0).clamp_min(torch.finfo(torch.float32).tiny))
+        # a running sum, not a stack: one member's maps at a time beside the total (GPU memory in predict)
+        total = sum(torch.softmax(m(x).float(), dim=1) for m in self.members)
+        return torch.log((total / len(self.members)).clamp_min(torch.finfo(torch.float32).tiny))
 
     def input_size(self, output_size_):
         """Input edge needed for an output edge, as for one member."""
