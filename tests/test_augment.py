@@ -4,11 +4,14 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from synthetic import WEIGHTS_CFG
 from synthetic import augment_cells as cells
 from tileunet.config import defaults
-from tileunet.augment import AugmentParams, Transform, augment_plane, copy_rng, draw_transform, vary_intensity
+from tileunet.augment import (AugmentParams, Transform, augment_plane, contrast_field, copy_rng, draw_transform,
+                              vary_intensity)
 from tileunet.config import load_schema
 from tileunet.errors import InputError
 from tileunet.labels import separate_touching
@@ -49,11 +52,50 @@ def test_gray_value_variations():
     assert np.array_equal(noisy, vary_intensity(image, Transform(noise_std=0.05, noise_seed=7)))
 
 
+@settings(max_examples=30, deadline=None)
+@given(shape=st.tuples(st.integers(2, 90), st.integers(2, 90)), lowest=st.floats(0.05, 1.0),
+       spacing=st.floats(4.0, 200.0), seed=st.integers(0, 2**63 - 1))
+def test_contrast_field_is_a_reproducible_factor_in_its_range(shape, lowest, spacing, seed):
+    field = contrast_field(shape, lowest, spacing, seed)
+    assert field.shape == shape and field.dtype == np.float32
+    assert field.min() >= np.float32(lowest) and field.max() <= 1.0
+    assert np.array_equal(field, contrast_field(shape, lowest, spacing, seed))
+
+
+def test_contrast_field_is_smooth_on_its_spacing_and_dims_some_places_only():
+    field = contrast_field((400, 500), 0.3, 48.0, seed=1)
+    assert np.abs(np.diff(field, axis=0)).max() < 0.1 and np.abs(np.diff(field, axis=1)).max() < 0.1
+    assert field.min() < 0.4 and field.max() > 0.9  # a cell here keeps its contrast, one there loses most of it
+    assert not np.array_equal(field, contrast_field((400, 500), 0.3, 48.0, seed=2))
+
+
+def test_local_contrast_scales_each_pixel_about_the_mean_by_the_field():
+    image = np.random.default_rng(0).normal(1.0, 3.0, (120, 90)).astype(np.float32)
+    t = Transform(local_contrast=0.3, local_contrast_spacing=30.0, local_contrast_seed=5)
+    out = vary_intensity(image, t)
+    mean = image.mean(dtype=np.float64)
+    ratio = (out - mean) / (image - mean)
+    np.testing.assert_allclose(ratio, contrast_field(image.shape, 0.3, 30.0, 5), rtol=1e-3, atol=1e-3)
+    assert np.array_equal(vary_intensity(image, t), out)
+
+
+def test_local_contrast_is_drawn_after_everything_else():
+    """Switching it on changes no other draw, so the copies of a config without it stay as they were."""
+    off = draw_transform(AugmentParams.from_config(), copy_rng(0, "s", 0, 0))
+    on = draw_transform(AugmentParams.from_config(dict(local_contrast_p=1.0, local_contrast_min=0.4)),
+                        copy_rng(0, "s", 0, 0))
+    assert (off.local_contrast, off.local_contrast_spacing) == (1.0, 0.0)
+    assert (on.local_contrast, on.local_contrast_spacing) == (0.4, 48.0)
+    assert dataclasses.replace(on, local_contrast=1.0, local_contrast_spacing=0.0) == off
+    assert Transform.from_dict(on.to_dict()) == on
+
+
 def test_params_default_to_the_papers_grid_and_bad_values_are_refused():
     params = AugmentParams.from_config()  # defaults: config/schema.yaml (tests/test_config.py)
     assert (params.elastic_grid, params.elastic_std) == (3, 10.0)  # the paper's
     for bad in ({"scale_min": 1.2, "scale_max": 1.1}, {"rotate_p": 1.5}, {"copies": 0}, {"weights_mode": "x"},
-                {"rotat_p": 0.5}):
+                {"rotat_p": 0.5}, {"local_contrast_min": 0.0}, {"local_contrast_min": 1.5},
+                {"local_contrast_spacing": 0.0}):
         with pytest.raises(InputError, match="augment"):
             AugmentParams.from_config(bad)
 

@@ -29,7 +29,7 @@ import torch
 
 from .config import with_defaults
 from .errors import InputError
-from .warp import sampling_grid, warp_image, warp_labels, warp_weights
+from .warp import sampling_grid, upsampling_matrix, warp_image, warp_labels, warp_weights
 from .labels import separate_touching
 from .weights import weight_map
 
@@ -92,6 +92,9 @@ class AugmentParams:
     gamma_max: float
     noise_p: float
     noise_std: float
+    local_contrast_p: float
+    local_contrast_min: float
+    local_contrast_spacing: float
     preview: int
 
     def __post_init__(self):
@@ -102,6 +105,12 @@ class AugmentParams:
             if not 0 < lo <= hi:
                 raise InputError(f"config augment.{name}_min/{name}_max", f"are {lo}, {hi}",
                                  f"use 0 < {name}_min <= {name}_max")
+        if not 0 < self.local_contrast_min <= 1:
+            raise InputError("config augment.local_contrast_min", f"is {self.local_contrast_min}",
+                             "use a factor in (0, 1]")
+        if self.local_contrast_spacing <= 0:
+            raise InputError("config augment.local_contrast_spacing", f"is {self.local_contrast_spacing}",
+                             "use a spacing of more than 0 px")
 
     @classmethod
     def from_config(cls, cfg=None):
@@ -137,6 +146,12 @@ class Transform:
         Standard deviation of the added Gaussian noise (0: none).
     noise_seed : int
         Seed of the noise, so a copy is rebuilt from its parameters alone.
+    local_contrast : float
+        Lowest factor of the smooth contrast field (1: none), see :func:`contrast_field`.
+    local_contrast_spacing : float
+        Its control-point spacing (px).
+    local_contrast_seed : int
+        Seed of its control values.
     """
 
     elastic: tuple | None = None
@@ -149,6 +164,9 @@ class Transform:
     gamma: float = 1.0
     noise_std: float = 0.0
     noise_seed: int = 0
+    local_contrast: float = 1.0
+    local_contrast_spacing: float = 0.0
+    local_contrast_seed: int = 0
 
     def matrix(self):
         """``A = R(angle) F / scale`` acting on (y, x), float64 (2, 2)."""
@@ -212,6 +230,9 @@ def draw_transform(params, rng):
     gamma = rng.uniform(p.gamma_min, p.gamma_max)
     noise_seed = int(rng.integers(2**63))
     grid = rng.standard_normal((2, p.elastic_grid, p.elastic_grid)) * p.elastic_std
+    # Drawn after the grid, so copies made before this option existed are unchanged with it off.
+    local = rng.random() < p.local_contrast_p
+    local_seed = int(rng.integers(2**63))
     return Transform(
         elastic=tuple(tuple(map(tuple, g.tolist())) for g in grid) if on[0] else None,
         angle=float(angle) if on[1] else 0.0,
@@ -223,15 +244,22 @@ def draw_transform(params, rng):
         gamma=float(gamma) if on[8] else 1.0,
         noise_std=float(p.noise_std) if on[9] else 0.0,
         noise_seed=noise_seed,
+        local_contrast=float(p.local_contrast_min) if local else 1.0,
+        local_contrast_spacing=float(p.local_contrast_spacing) if local else 0.0,
+        local_contrast_seed=local_seed,
     )
 
 
 def vary_intensity(image, transform):
-    """The gray-value variations of one copy, in this order: gamma, contrast, brightness, noise.
+    """The gray-value variations of one copy, in this order: gamma, contrast, local contrast, brightness, noise.
 
     Gamma acts on the copy's min-max range (so normalised intensities
-    outside [0, 1] stay defined), contrast scales about the mean.  The paper
-    names "gray value variations" without a recipe; these are the usual ones.
+    outside [0, 1] stay defined), contrast scales about the mean, local
+    contrast about the mean by :func:`contrast_field`.  The paper names
+    "gray value variations" without a recipe; these are the usual ones, plus
+    the local one (our addition, not the paper's), which shows the network
+    cells of lower contrast than their neighbours, as the inner cells of a
+    dense phase-contrast colony are.
 
     Parameters
     ----------
@@ -258,7 +286,7 @@ def vary_intensity(image, transform):
 
 
 def _gamma_contrast(out, t):
-    """Gamma on the min-max range, then contrast about the mean, of one float32 (Y, X) channel."""
+    """Gamma on the min-max range, contrast, then local contrast about the mean, of one float32 (Y, X) channel."""
     if t.gamma != 1.0:
         lo, hi = float(out.min()), float(out.max())
         if hi > lo:
@@ -268,7 +296,34 @@ def _gamma_contrast(out, t):
         out = out - mean
         out *= np.float32(t.contrast)
         out += mean
+    if t.local_contrast != 1.0:
+        mean = np.float32(out.mean(dtype=np.float64))
+        out = out - mean
+        out *= contrast_field(out.shape, t.local_contrast, t.local_contrast_spacing, t.local_contrast_seed)
+        out += mean
     return out
+
+
+def contrast_field(shape, lowest, spacing, seed):
+    """A smooth random contrast factor per pixel, float32 (Y, X), in [lowest, 1].
+
+    Control values uniform in [lowest, 1] on a grid of ``spacing`` px,
+    cubic-spline upsampled as the elastic grid is (:func:`tileunet.warp.upsampling_matrix`)
+    and clipped to the range.
+
+    Parameters
+    ----------
+    shape : (int, int)
+    lowest : float
+        In (0, 1].
+    spacing : float
+        Control-point spacing, px; one cell-sized spacing dims single cells.
+    seed : int
+    """
+    points = [max(int(np.ceil((n - 1) / spacing)) + 1, 2) for n in shape]
+    control = np.random.default_rng(seed).uniform(lowest, 1.0, points)
+    wy, wx = upsampling_matrix(shape[0], points[0]), upsampling_matrix(shape[1], points[1])
+    return np.clip(wy @ control @ wx.T, lowest, 1.0).astype(np.float32)
 
 
 def dataset_frequencies(attrs):
