@@ -95,6 +95,12 @@ def class_frequencies_input():
     return []
 
 
+def ensemble_members():
+    """Member ids 0..N-1 of a `train.ensemble: N > 1` run; empty for one network (train_model trains it)."""
+    n = config["train"]["ensemble"]
+    return list(range(n)) if n > 1 else []
+
+
 def training_outputs(member=False):
     """model.pt, metrics TSV and loss curve of the trained model, or of one ensemble {member}."""
     model, train = ("results/train/members/{member}/",) * 2 if member else ("results/model/", "results/train/")

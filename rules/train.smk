@@ -3,20 +3,21 @@
 # (train_member, one GPU each, seeds from tileunet.repeats.member_seed) train the members,
 # then one job (train_model) joins them into model.pt with the post-processing chosen on the
 # validation images for their mean.
+MEMBERS = ensemble_members()
 
 
 rule:
     name:
-        "train_model" if config["train"]["ensemble"] == 1 else "train_member"
+        "train_member" if MEMBERS else "train_model"
     input:
         augmented="results/augmented.zarr/zarr.json",
         val=data_array("weights", samples_of("val")),
     output:
-        **training_outputs(member=config["train"]["ensemble"] > 1),
+        **training_outputs(member=bool(MEMBERS)),
     log:
-        training_path("results/logs/", ".log", member=config["train"]["ensemble"] > 1),
+        training_path("results/logs/", ".log", member=bool(MEMBERS)),
     benchmark:
-        training_path("results/benchmarks/", ".tsv", member=config["train"]["ensemble"] > 1)
+        training_path("results/benchmarks/", ".tsv", member=bool(MEMBERS))
     params:
         # Not an output: Snakemake deletes failed outputs, and a preempted job must resume from here.
         # Both paths derive from input/output so that an ablation module's replace_prefix applies.
@@ -25,7 +26,7 @@ rule:
         model=config["model"],
         train=member_train_config(),
         normalization=normalization(),
-        seed=training_seed(member=config["train"]["ensemble"] > 1),
+        seed=training_seed(member=bool(MEMBERS)),
     threads: config["resources"]["gpu"]["threads"]
     resources:
         **gpu_resources(),
@@ -35,12 +36,12 @@ rule:
         "../scripts/train.py"
 
 
-if config["train"]["ensemble"] > 1:
+if MEMBERS:
 
     rule train_model:
         input:
-            members=expand(training_outputs(member=True)["model"], member=range(config["train"]["ensemble"])),
-            metrics=expand(training_outputs(member=True)["metrics"], member=range(config["train"]["ensemble"])),
+            members=expand(training_outputs(member=True)["model"], member=MEMBERS),
+            metrics=expand(training_outputs(member=True)["metrics"], member=MEMBERS),
             val=data_array("weights", samples_of("val")),
         output:
             **training_outputs(),
