@@ -292,16 +292,20 @@ def _gamma_contrast(out, t):
         if hi > lo:
             out = (lo + (hi - lo) * np.power((out - lo) / np.float32(hi - lo), np.float32(t.gamma))).astype(np.float32)
     if t.contrast != 1.0:
-        mean = np.float32(out.mean(dtype=np.float64))
-        out = out - mean
-        out *= np.float32(t.contrast)
-        out += mean
+        out = _scale_about_mean(out, np.float32(t.contrast))
     if t.local_contrast != 1.0:
-        mean = np.float32(out.mean(dtype=np.float64))
-        out = out - mean
-        out *= contrast_field(out.shape, t.local_contrast, t.local_contrast_spacing, t.local_contrast_seed)
-        out += mean
+        out = _scale_about_mean(out, contrast_field(out.shape, t.local_contrast, t.local_contrast_spacing,
+                                                    t.local_contrast_seed))
     return out
+
+
+def _scale_about_mean(out, factor):
+    """``(out - mean) * factor + mean`` in float32, a new array; ``factor`` a scalar or an array of ``out``'s shape."""
+    mean = np.float32(out.mean(dtype=np.float64))
+    scaled = out - mean
+    scaled *= factor
+    scaled += mean
+    return scaled
 
 
 def contrast_field(shape, lowest, spacing, seed):
