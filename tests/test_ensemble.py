@@ -86,7 +86,8 @@ def test_the_join_script_writes_the_ensemble_its_postprocessing_metrics_and_curv
                                      "val_f1": None, "lr": 0.1, "tiles_per_s": 2.0} for i in (1, 2)])
     out = SimpleNamespace(model=str(tmp_path / "model.pt"), metrics=str(tmp_path / "metrics.tsv"),
                           curve=str(tmp_path / "loss.png"))
-    train_cfg = {"device": "cpu", "tile_size": 60, "tune": {"thresholds": [0.5], "min_sizes": [0]}}
+    # min_size 0 and 1 keep the same cells: validation cannot tell the two apart, which the join must say
+    train_cfg = {"device": "cpu", "tile_size": 60, "tune": {"thresholds": [0.5], "min_sizes": [0, 1]}}
     run_script("ensemble.py", input=SimpleNamespace(members=[str(p) for p in paths], metrics=[str(p) for p in metrics]),
                output=out, params=SimpleNamespace(val_stores=[str(val)] if with_val else [], train=train_cfg),
                threads=1, log=[str(tmp_path / "join.log")])
@@ -96,4 +97,6 @@ def test_the_join_script_writes_the_ensemble_its_postprocessing_metrics_and_curv
     rows = read_tsv(out.metrics)
     assert [r["member"] for r in rows] == [0, 0, 1, 1] + (["ensemble"] if with_val else [])
     assert Path(out.curve).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert ("no validation samples" in (tmp_path / "join.log").read_text()) != with_val
+    log = (tmp_path / "join.log").read_text()
+    assert ("no validation samples" in log) != with_val
+    assert ("score the same on the validation images" in log) == with_val

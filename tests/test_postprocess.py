@@ -55,6 +55,31 @@ def test_tune_finds_the_best_candidate_of_the_grid(planes):
     assert tuned["watershed"]["val_f1"] > 0.9
 
 
+def test_tune_counts_the_candidates_validation_cannot_tell_apart(planes, caplog):
+    # min_size 0 and 1 keep the same instances, so every candidate has a twin with its very scores
+    grid = {**GRID, "min_sizes": [0, 1, 40]}
+    tuned = postprocess.tune(planes, grid)
+    for method in postprocess.METHODS:
+        scores = []
+        for pp in postprocess.candidates(method, grid):
+            rows = [metrics.evaluate_pair(postprocess.extract(fg, s, pp), t) for fg, s, t in planes]
+            scores.append((np.mean([r["f1"] for r in rows]), np.mean([r["iou"] for r in rows])))
+        best = max(scores)
+        assert tuned[method]["val_ties"] == sum(np.allclose(sc, best, rtol=0, atol=1e-12) for sc in scores) >= 2
+    with caplog.at_level("WARNING", logger="tileunet.postprocess"):
+        assert postprocess.warn_ties(tuned) == tuned["watershed"]["val_ties"]
+    assert f"{tuned['watershed']['val_ties']} post-processings of train.tune's grid score the same" in caplog.text
+    assert "Fix: add validation samples" in caplog.text
+
+
+def test_a_decided_choice_is_not_warned_about(caplog):
+    with caplog.at_level("WARNING", logger="tileunet.postprocess"):
+        assert postprocess.warn_ties({**STORED, "watershed": {**STORED["watershed"], "val_ties": 1}}) == 1
+        assert postprocess.warn_ties(STORED) == 1  # an older model.pt records no ties
+        assert postprocess.warn_ties(None) == 1
+    assert not caplog.records
+
+
 def test_tune_on_cropped_planes_scores_as_the_whole_planes(planes):
     # a plane padded with empty background scores the same (the search crops to the cells)
     padded = [(np.pad(fg, 40), s, np.pad(t, 40)) for fg, s, t in planes]

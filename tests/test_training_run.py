@@ -35,3 +35,14 @@ def test_deliver_loads_the_kept_weights_into_the_network(tmp_path):
     model = deliver(run)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in kept.items())
     assert model.selected_iteration == 1 and model.postprocessing == {"chosen": "components"} and not model.training
+
+
+def test_deliver_warns_when_validation_left_the_post_processing_undecided(tmp_path, caplog):
+    run = _run(tmp_path, ema=0.0)
+    tied = {"chosen": "components",
+            "components": {"instances": "components", "threshold": 0.5, "min_size": 0, "val_f1": 0.9, "val_iou": 0.8,
+                           "val_ties": 7}}
+    run.consider(1, (0.9, 0.8), tied)
+    with caplog.at_level("WARNING", logger="tileunet.postprocess"):
+        deliver(run)
+    assert "7 post-processings of train.tune's grid score the same" in caplog.text

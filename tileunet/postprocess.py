@@ -146,9 +146,11 @@ def tune(planes, grid, iou_threshold=0.5, methods=METHODS):
     Returns
     -------
     dict
-        ``{"chosen": method, method: {"instances", parameters..., "val_f1", "val_iou"}, ...}``,
+        ``{"chosen": method, method: {"instances", parameters..., "val_f1", "val_iou", "val_ties"}, ...}``,
         JSON-serialisable, as stored in ``model.pt``.  Of equal candidates
-        the first in grid order wins.
+        the first in grid order wins; ``val_ties`` counts the candidates
+        (the winner included) with its very F1 and IoU, which validation
+        cannot tell apart (:func:`warn_ties`).
     """
     if not planes:
         raise ValueError("post-processing is tuned on validation images, and there are none. "
@@ -161,20 +163,46 @@ def tune(planes, grid, iou_threshold=0.5, methods=METHODS):
     sizes = list(grid["min_sizes"])
     result, best = {}, None
     for method in methods:
-        top, tried = None, 0
+        top, tried, ties = None, 0, 0
         for pp in candidates(method, {**grid, "min_sizes": sizes[:1]}):
             for size, (f1, iou) in zip(sizes, _scores(crops, pp, sizes, iou_threshold)):
                 tried += 1
                 if top is None or (f1, iou) > top[0]:
-                    top = ((float(f1), float(iou)), dataclasses.replace(pp, min_size=size))
+                    top, ties = ((float(f1), float(iou)), dataclasses.replace(pp, min_size=size)), 0
+                ties += (float(f1), float(iou)) == top[0]
         (f1, iou), pp = top
-        result[method] = {**pp.as_dict(), "val_f1": f1, "val_iou": iou}
-        log.info("post-processing %s: %s (validation F1 %.3f, IoU %.3f; %d tried)", method, pp.params(), f1, iou,
-                 tried)
+        result[method] = {**pp.as_dict(), "val_f1": f1, "val_iou": iou, "val_ties": ties}
+        log.info("post-processing %s: %s (validation F1 %.3f, IoU %.3f; %d tried, %d of them score the same)",
+                 method, pp.params(), f1, iou, tried, ties)
         if best is None or (f1, iou) > best[0]:
             best = ((f1, iou), method)
     result["chosen"] = best[1]
     return result
+
+
+def warn_ties(tuned):
+    """Log a warning when validation could not tell the chosen post-processing from others.
+
+    Parameters
+    ----------
+    tuned : dict or None
+        :func:`tune`'s result (records without ``val_ties``, from an older
+        ``model.pt``, count as decided).
+
+    Returns
+    -------
+    int
+        The number of tied candidates, the chosen one included (1: decided).
+    """
+    best = (tuned or {}).get((tuned or {}).get("chosen"), {})
+    ties = int(best.get("val_ties", 1))
+    if ties > 1:
+        log.warning("%d post-processings of train.tune's grid score the same on the validation images (F1 %.3f, "
+                    "IoU %.3f); the first in grid order is used, %s. Validation cannot tell them apart, and on other "
+                    "images they may differ. Fix: add validation samples like the images you will predict (as "
+                    "dense, with the same kinds of cells), or set predict.instances and its parameters yourself",
+                    ties, best["val_f1"], best["val_iou"], {k: best[k] for k in PARAMETERS[best["instances"]]})
+    return ties
 
 
 def resolve(cfg, stored, source="model.pt"):

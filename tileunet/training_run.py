@@ -15,6 +15,7 @@ from .device import autocast
 from .interrupts import NonFiniteLossError
 from .loss import weighted_cross_entropy
 from .optim import make_ema, make_optimizer, make_scheduler
+from .postprocess import warn_ties
 
 log = logging.getLogger(__name__)
 
@@ -138,4 +139,5 @@ def deliver(run):
     model.postprocessing, model.selected_iteration = run.best["postprocessing"], run.best["iteration"]
     log.info("delivering the weights of iteration %d (validation F1 %.3f, IoU %.3f)", run.best["iteration"],
              *run.best["score"])
+    warn_ties(model.postprocessing)
     return model.eval()

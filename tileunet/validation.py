@@ -7,7 +7,7 @@ import torch
 from .device import autocast
 from .geometry import check_input_size
 from .loss import _weighted_ce_map
-from .postprocess import tune
+from .postprocess import tune, warn_ties
 from .predict import plane_maps
 from .tiles import validation_planes
 
@@ -98,4 +98,5 @@ def validate_stores(model, val_stores, cfg):
     tile = check_input_size(cfg.tile_size, model.config.depth, model.config.padding)
     tuned, score = validate_instances(model, planes, tile, cfg, cfg.batch_size)
     log.info("validation instance F1 %.3f, foreground IoU %.3f with %s", *score, tuned[tuned["chosen"]])
+    warn_ties(tuned)
     return tuned, score
