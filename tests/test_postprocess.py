@@ -42,13 +42,19 @@ def test_a_method_without_its_parameters_is_refused():
         PostProcessing("otsu", 0.5, 0)
 
 
+def brute_scores(planes, method, grid):
+    """(mean F1, mean foreground IoU) of every candidate of the grid on the whole planes, in grid order."""
+    out = []
+    for pp in postprocess.candidates(method, grid):
+        rows = [metrics.evaluate_pair(postprocess.extract(fg, s, pp), t) for fg, s, t in planes]
+        out.append((np.mean([r["f1"] for r in rows]), np.mean([r["iou"] for r in rows])))
+    return out
+
+
 def test_tune_finds_the_best_candidate_of_the_grid(planes):
     tuned = postprocess.tune(planes, GRID)
     for method in postprocess.METHODS:
-        brute = []
-        for pp in postprocess.candidates(method, GRID):
-            rows = [metrics.evaluate_pair(postprocess.extract(fg, s, pp), t) for fg, s, t in planes]
-            brute.append((np.mean([r["f1"] for r in rows]), np.mean([r["iou"] for r in rows])))
+        brute = brute_scores(planes, method, GRID)
         assert (tuned[method]["val_f1"], tuned[method]["val_iou"]) == pytest.approx(max(brute))
     # touching cells: the watershed separates what components merge
     assert tuned["chosen"] == "watershed" and tuned["watershed"]["val_f1"] > tuned["components"]["val_f1"]
@@ -60,10 +66,7 @@ def test_tune_counts_the_candidates_validation_cannot_tell_apart(planes, caplog)
     grid = {**GRID, "min_sizes": [0, 1, 40]}
     tuned = postprocess.tune(planes, grid)
     for method in postprocess.METHODS:
-        scores = []
-        for pp in postprocess.candidates(method, grid):
-            rows = [metrics.evaluate_pair(postprocess.extract(fg, s, pp), t) for fg, s, t in planes]
-            scores.append((np.mean([r["f1"] for r in rows]), np.mean([r["iou"] for r in rows])))
+        scores = brute_scores(planes, method, grid)
         best = max(scores)
         assert tuned[method]["val_ties"] == sum(np.allclose(sc, best, rtol=0, atol=1e-12) for sc in scores) >= 2
     with caplog.at_level("WARNING", logger="tileunet.postprocess"):
