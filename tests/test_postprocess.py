@@ -43,11 +43,11 @@ def test_a_method_without_its_parameters_is_refused():
 
 
 def brute_scores(planes, method, grid):
-    """(mean F1, mean foreground IoU) of every candidate of the grid on the whole planes, in grid order."""
+    """(mean F1, foreground IoU, panoptic quality) of every candidate of the grid on the whole planes, in grid order."""
     out = []
     for pp in postprocess.candidates(method, grid):
         rows = [metrics.evaluate_pair(postprocess.extract(fg, s, pp), t) for fg, s, t in planes]
-        out.append((np.mean([r["f1"] for r in rows]), np.mean([r["iou"] for r in rows])))
+        out.append(tuple(np.mean([r[k] for r in rows]) for k in ("f1", "iou", "panoptic_quality")))
     return out
 
 
@@ -55,7 +55,7 @@ def test_tune_finds_the_best_candidate_of_the_grid(planes):
     tuned = postprocess.tune(planes, GRID)
     for method in postprocess.METHODS:
         brute = brute_scores(planes, method, GRID)
-        assert (tuned[method]["val_f1"], tuned[method]["val_iou"]) == pytest.approx(max(brute))
+        assert tuple(tuned[method][k] for k in ("val_f1", "val_iou", "val_pq")) == pytest.approx(max(brute))
     # touching cells: the watershed separates what components merge
     assert tuned["chosen"] == "watershed" and tuned["watershed"]["val_f1"] > tuned["components"]["val_f1"]
     assert tuned["watershed"]["val_f1"] > 0.9
@@ -73,6 +73,24 @@ def test_tune_counts_the_candidates_validation_cannot_tell_apart(planes, caplog)
         assert postprocess.warn_ties(tuned) == tuned["watershed"]["val_ties"]
     assert f"{tuned['watershed']['val_ties']} post-processings of train.tune's grid score the same" in caplog.text
     assert "Fix: add validation samples" in caplog.text
+
+
+def test_tune_breaks_ties_of_f1_and_iou_by_panoptic_quality():
+    # a noisy map of touching cells: the grid's first candidate with the best F1 and IoU cuts the cells
+    # less well than a later one, which must win
+    _, truth = touching_cells((80, 96), n_cells=8, radius=8, seed=1)
+    noise = ndimage.gaussian_filter(np.random.default_rng(1).normal(0, 0.3, truth.shape), 2)
+    planes = [(np.clip(probability_of(truth) + noise, 0, 1).astype(np.float32), None, truth)]
+    grid = {"thresholds": [0.5], "seed_thresholds": [0.8, 0.9], "seed_erosions": [0, 1, 2], "min_seed_sizes": [3],
+            "min_sizes": [0]}
+    scores = brute_scores(planes, "watershed", grid)
+    best = max(scores)
+    tied = [k for k, sc in enumerate(scores) if sc[:2] == best[:2]]
+    assert len(tied) >= 2 and scores[tied[0]][2] < best[2]  # the case this test is about
+    tuned = postprocess.tune(planes, grid, methods=("watershed",))["watershed"]
+    winner = list(postprocess.candidates("watershed", grid))[scores.index(best)]
+    assert {k: tuned[k] for k in winner.as_dict()} == winner.as_dict()
+    assert tuned["val_pq"] == pytest.approx(best[2]) and tuned["val_ties"] == scores.count(best)
 
 
 def test_a_decided_choice_is_not_warned_about(caplog):
