@@ -42,6 +42,7 @@ if MEMBERS:
         input:
             members=expand(training_outputs(member=True)["model"], member=MEMBERS),
             metrics=expand(training_outputs(member=True)["metrics"], member=MEMBERS),
+            augmented="results/augmented.zarr/zarr.json",
             val=data_array("weights", samples_of("val")),
         output:
             **training_outputs(),

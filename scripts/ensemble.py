@@ -10,6 +10,7 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 import torch  # noqa: E402
 
 from tileunet.device import select_device  # noqa: E402
+from tileunet.io import store_of  # noqa: E402
 from tileunet.ensemble import join  # noqa: E402
 from tileunet.model import from_model_file, read_model_file, save_model  # noqa: E402
 from tileunet.plots.train import members_curve  # noqa: E402
@@ -24,7 +25,7 @@ paths = list(sm.input.members)
 device = select_device(cfg.device)  # the validation pass of every member: the job's GPU where it has one
 stored = [read_model_file(p) for p in paths]
 ensemble = join([from_model_file(s, device) for s in stored], paths)
-tuned, score = validate_stores(ensemble, sm.params.val_stores, cfg)
+tuned, score = validate_stores(ensemble, sm.params.val_stores, cfg, store_of(sm.input.augmented))
 histories = [read_tsv(p) for p in sm.input.metrics]
 rows = [{"member": k, **r} for k, h in enumerate(histories) for r in h]
 rows += [{"member": "ensemble", "val_f1": score[0], "val_iou": score[1]}] if tuned else []

@@ -76,7 +76,7 @@ def test_members_of_another_architecture_or_normalisation_are_refused():
 @pytest.mark.parametrize("with_val", [True, False])
 def test_the_join_script_writes_the_ensemble_its_postprocessing_metrics_and_curve(training_stores, tmp_path,
                                                                                  run_script, with_val):
-    _, val = training_stores
+    augmented, val = training_stores
     paths, metrics = [], []
     for k, net in enumerate(members(2)):
         paths.append(tmp_path / f"m{k}" / "model.pt")
@@ -88,12 +88,15 @@ def test_the_join_script_writes_the_ensemble_its_postprocessing_metrics_and_curv
                           curve=str(tmp_path / "loss.png"))
     # min_size 0 and 1 keep the same cells: validation cannot tell the two apart, which the join must say
     train_cfg = {"device": "cpu", "tile_size": 60, "tune": {"thresholds": [0.5], "min_sizes": [0, 1]}}
-    run_script("ensemble.py", input=SimpleNamespace(members=[str(p) for p in paths], metrics=[str(p) for p in metrics]),
+    run_script("ensemble.py", input=SimpleNamespace(members=[str(p) for p in paths], metrics=[str(p) for p in metrics],
+                                                    augmented=str(augmented / "zarr.json")),
                output=out, params=SimpleNamespace(val_stores=[str(val)] if with_val else [], train=train_cfg),
                threads=1, log=[str(tmp_path / "join.log")])
     stored = read_model_file(out.model)
     assert stored["members"] == 2 and stored["seeds"] == [0, 1000] and isinstance(load_model(out.model), Ensemble)
     assert (stored["postprocessing"] or {}).get("chosen") in (("components", "watershed") if with_val else (None,))
+    if with_val:  # the augmented validation copies broke the ties (train.tune.copies: 2 by default)
+        assert "aug_ties" in stored["postprocessing"][stored["postprocessing"]["chosen"]]
     rows = read_tsv(out.metrics)
     assert [r["member"] for r in rows] == [0, 0, 1, 1] + (["ensemble"] if with_val else [])
     assert Path(out.curve).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -93,6 +93,34 @@ def test_tune_breaks_ties_of_f1_and_iou_by_panoptic_quality():
     assert tuned["val_pq"] == pytest.approx(best[2]) and tuned["val_ties"] == scores.count(best)
 
 
+def test_tune_ranks_candidates_tied_on_validation_by_the_augmented_copies(caplog):
+    # a clean validation map that many candidates cut alike, and a noisy copy of it that tells them apart:
+    # the first tied candidate with the best scores on the copy must win, not the first in grid order
+    _, truth = touching_cells((80, 96), n_cells=8, radius=8, seed=1)
+    clean = [(probability_of(truth), None, truth)]
+    noise = ndimage.gaussian_filter(np.random.default_rng(1).normal(0, 0.3, truth.shape), 2)
+    copies = [(np.clip(probability_of(truth) + noise, 0, 1).astype(np.float32), None, truth)]
+    grid = {"thresholds": [0.6, 0.5, 0.4], "seed_thresholds": [0.7, 0.8, 0.9], "seed_erosions": [0, 1, 2],
+            "min_seed_sizes": [3], "min_sizes": [0]}
+    val, aug = brute_scores(clean, "watershed", grid), brute_scores(copies, "watershed", grid)
+    tied = [k for k, sc in enumerate(val) if sc == max(val)]
+    win = max(tied, key=lambda k: (aug[k], -k))
+    assert len(tied) >= 2 and win != tied[0]  # the case this test is about
+    everyone = list(postprocess.candidates("watershed", grid))
+    tuned = postprocess.tune(clean, grid, methods=("watershed",), tie_planes=copies)["watershed"]
+    assert {k: tuned[k] for k in everyone[win].as_dict()} == everyone[win].as_dict()
+    assert tuple(tuned[k] for k in ("aug_f1", "aug_iou", "aug_pq")) == pytest.approx(aug[win])
+    assert tuned["val_ties"] == len(tied) and tuned["aug_ties"] == sum(aug[k] == aug[win] for k in tied)
+    plain = postprocess.tune(clean, grid, methods=("watershed",))["watershed"]
+    assert {k: plain[k] for k in everyone[tied[0]].as_dict()} == everyone[tied[0]].as_dict()
+    assert "aug_ties" not in plain
+    with caplog.at_level("WARNING", logger="tileunet.postprocess"):
+        still = {**tuned, "aug_ties": 2}
+        assert postprocess.warn_ties({"chosen": "watershed", "watershed": still}) == 2
+    assert "2 post-processings of train.tune's grid score the same on the validation images and on their " \
+           "augmented copies" in caplog.text
+
+
 def test_a_decided_choice_is_not_warned_about(caplog):
     with caplog.at_level("WARNING", logger="tileunet.postprocess"):
         assert postprocess.warn_ties({**STORED, "watershed": {**STORED["watershed"], "val_ties": 1}}) == 1

@@ -39,6 +39,8 @@ def test_training_reaches_validation_iou_on_touching_cells(training_stores, tmp_
                            tmp_path / "ckpt", seed=0, progress=False)
     assert history[-1]["iteration"] == 80 and history[-1]["val_iou"] >= 0.95, history
     assert history[-1]["loss"] < history[0]["loss"] / 5
+    chosen = model.postprocessing[model.postprocessing["chosen"]]
+    assert chosen["aug_ties"] >= 1 and 0 <= chosen["aug_f1"] <= 1  # ties broken on the validation copies
     write_metrics(tmp_path / "metrics.tsv", history)
     lines = (tmp_path / "metrics.tsv").read_text().splitlines()
     assert lines[0].split("\t") == list(METRIC_COLUMNS) and len(lines) == len(history) + 1

@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 import torch
+import zarr
 from torch import nn
 
 from tileunet import validation
+from tileunet.augment import AugmentParams
 from tileunet.train import TrainConfig
 from tests.synthetic import tiny_unet
 
@@ -63,3 +65,38 @@ def test_instance_f1_is_that_of_the_tuned_postprocessing(monkeypatch):
                                                      TrainConfig.from_dict({}))
     assert (f1, iou) == (tuned[tuned["chosen"]]["val_f1"], tuned[tuned["chosen"]]["val_iou"])
     assert f1 == 1.0 and iou == pytest.approx(1.0) and model.training
+
+
+def _augmented_store(path, seed=3, **params):
+    attrs = {"seed": seed, "augment": {**vars(AugmentParams.from_config({})), **params},
+             "weights": {"separate_touching": True}}
+    zarr.open_group(path, mode="w", zarr_format=3).attrs.update(attrs)
+    return path
+
+
+def test_augmented_copies_are_drawn_as_the_training_set_from_its_seed(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.zeros((48, 56), np.int32)
+    labels[8:20, 6:30], labels[20:34, 10:40] = 1, 2  # touching cells
+    planes = [(rng.random((48, 56), dtype=np.float32), labels),
+              (rng.random((48, 56), dtype=np.float32), labels[::-1].copy())]
+    store = _augmented_store(tmp_path / "a.zarr", elastic_p=1.0, noise_p=1.0)
+    copies = validation.augmented_copies(planes, store, 3)
+    assert len(copies) == 6 and all(c[0].shape == (48, 56) and c[1].dtype == np.int32 for c in copies)
+    again = validation.augmented_copies(planes, store, 3)
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(copies, again))
+    assert not np.array_equal(copies[0][0], copies[1][0])  # each copy its own draw
+    assert all(set(np.unique(c[1])) <= {0, 1, 2} for c in copies)
+    other = validation.augmented_copies(planes, _augmented_store(tmp_path / "b.zarr", seed=4, elastic_p=1.0,
+                                                                 noise_p=1.0), 3)
+    assert not np.array_equal(other[0][0], copies[0][0])  # the store's seed is used
+    assert validation.augmented_copies(planes, store, 0) == []
+
+
+def test_augmented_copies_without_any_augmentation_are_the_planes(tmp_path):
+    off = {k: 0.0 for k in vars(AugmentParams.from_config({})) if k.endswith("_p")}
+    labels = np.zeros((30, 30), np.int32)
+    labels[5:12, 5:12], labels[15:25, 12:20] = 1, 2  # apart: carving leaves them as they are
+    image = np.random.default_rng(1).random((30, 30), dtype=np.float32)
+    [(im, lab)] = validation.augmented_copies([(image, labels)], _augmented_store(tmp_path / "a.zarr", **off), 1)
+    assert np.array_equal(im, image) and np.array_equal(lab, labels)

@@ -377,18 +377,37 @@ def augment_plane(image, labels, transform, weights=None, weights_mode="recomput
         raise InputError("weights_mode", f"is {weights_mode!r}", f"use one of {', '.join(WEIGHTS_MODES)}")
     if weights_mode == "interpolate" and weights is None:
         raise InputError("weights", "are missing for weights_mode interpolate", "pass the source weight map")
+    image, labels, weights = _deform(image, labels, transform, weights if weights_mode == "interpolate" else None,
+                                     separate)
+    if weights_mode == "recompute":
+        weights = weight_map(labels, **(weights_kwargs or {}))
+    return vary_intensity(image, transform), labels, weights
+
+
+def augment_pair(image, labels, transform, separate=False):
+    """One augmented copy of a 2D image and its labels, without a weight map (see :func:`augment_plane`).
+
+    Returns
+    -------
+    image : ndarray of float32, shape of ``image``
+    labels : ndarray of int32, shape (Y, X)
+    """
+    image, labels, _ = _deform(image, labels, transform, None, separate)
+    return vary_intensity(image, transform), labels
+
+
+def _deform(image, labels, transform, weights, separate):
+    """The geometry of one copy: image, labels and (if given) weights resampled, then gaps re-carved."""
     if transform.is_geometric_identity():
         image, labels = np.array(image, dtype=np.float32), np.array(labels, dtype=np.int32)
         weights = None if weights is None else np.array(weights, dtype=np.float32)
     else:
         grid = sampling_grid(transform, np.shape(labels))
         image, labels = warp_image(image, grid), warp_labels(labels, grid)
-        weights = warp_weights(weights, grid) if weights_mode == "interpolate" else None
+        weights = None if weights is None else warp_weights(weights, grid)
     if separate:
         labels = separate_touching(labels)
-    if weights_mode == "recompute":
-        weights = weight_map(labels, **(weights_kwargs or {}))
-    return vary_intensity(image, transform), labels, weights
+    return image, labels, weights
 
 
 @contextlib.contextmanager

@@ -7,8 +7,9 @@ Their parameters are not fixed for one data set: as nnU-Net determines its
 post-processing on the validation folds (Isensee et al. 2021), :func:`tune`
 tries a grid of them on the validation images at the end of training and
 keeps the one with the best mean instance F1 (ties: the best foreground
-IoU, then the best panoptic quality).  The choice is stored in ``model.pt``; predict uses it unless the
-config sets a value (:func:`resolve`).
+IoU, then the best panoptic quality, then the best scores on augmented
+copies of the validation images).  The choice is stored in ``model.pt``;
+predict uses it unless the config sets a value (:func:`resolve`).
 """
 
 import dataclasses
@@ -131,8 +132,18 @@ def _scores(planes, pp, min_sizes, iou_threshold):
     return out / len(planes)
 
 
-def tune(planes, grid, iou_threshold=0.5, methods=METHODS):
-    """The post-processing of each method with the best validation F1 (ties: IoU, then PQ), and the overall best.
+def _crops(planes, grid):
+    """Each plane cropped to its cells (:func:`_crop`), with the margin the grid's widest erosion needs."""
+    margin = 2 + max(grid["seed_erosions"])
+    out = []
+    for fg, seeds, truth in planes:
+        box = _crop(fg, truth, min(grid["thresholds"]), margin)
+        out.append((np.asarray(fg)[box], None if seeds is None else np.asarray(seeds)[box], np.asarray(truth)[box]))
+    return out
+
+
+def tune(planes, grid, iou_threshold=0.5, methods=METHODS, tie_planes=()):
+    """The post-processing of each method with the best validation F1 (ties: IoU, PQ, then copies), and the overall best.
 
     Parameters
     ----------
@@ -143,15 +154,21 @@ def tune(planes, grid, iou_threshold=0.5, methods=METHODS):
         The ``train.tune`` config: a list of values per parameter.
     iou_threshold : float
     methods : sequence of str
+    tie_planes : list of (foreground, seed_map or None, true_labels)
+        The same maps of augmented copies of the validation planes
+        (:func:`tileunet.validation.augmented_copies`); they rank only the
+        candidates tied on ``planes``.  Empty: grid order ranks those.
 
     Returns
     -------
     dict
         ``{"chosen": method, method: {"instances", parameters..., "val_f1", "val_iou", "val_pq",
-        "val_ties"}, ...}``, JSON-serialisable, as stored in ``model.pt``.
-        Of candidates equal in all three the first in grid order wins;
-        ``val_ties`` counts the candidates (the winner included) with its
-        very F1, IoU and PQ, which validation cannot tell apart
+        "val_ties"[, "aug_f1", "aug_iou", "aug_pq", "aug_ties"]}, ...}``,
+        JSON-serialisable, as stored in ``model.pt``.  ``val_ties`` counts
+        the candidates (the winner included) with its very F1, IoU and PQ
+        on ``planes``; with ``tie_planes``, ``aug_*`` are the winner's means
+        on them and ``aug_ties`` counts the candidates still equal after
+        them.  Of candidates equal in all, the first in grid order wins
         (:func:`warn_ties`).
 
     Notes
@@ -161,38 +178,58 @@ def tune(planes, grid, iou_threshold=0.5, methods=METHODS):
     matched cells (30 of 480 on the demo's four validation frames).  The
     panoptic quality (Kirillov et al. 2019, the CoNIC challenge's measure
     for nuclei) is F1 times the mean IoU of the matched cells, so at equal
-    F1 it prefers the candidate whose cells overlap the true ones best,
-    a choice made on the validation images rather than by grid order.
-    The checkpoint is still chosen by (F1, IoU)
+    F1 it prefers the candidate whose cells overlap the true ones best.
+    Candidates still equal cut the validation frames identically; the
+    augmented copies, drawn with the training set's own deformations and
+    gray-value variations from the validation frames alone, show them the
+    variation (pale, deformed cells) those frames lack.  Every choice is
+    made on validation images, never on test.  The checkpoint is still
+    chosen by (F1, IoU) on ``planes``
     (:meth:`tileunet.training_run.TrainingRun.consider`), which the tie
-    break leaves unchanged.
+    breaks leave unchanged.
     """
     if not planes:
         raise ValueError("post-processing is tuned on validation images, and there are none. "
                          "Fix: give some samples split val in the sample table")
-    margin = 2 + max(grid["seed_erosions"])
-    crops = []
-    for fg, seeds, truth in planes:
-        box = _crop(fg, truth, min(grid["thresholds"]), margin)
-        crops.append((np.asarray(fg)[box], None if seeds is None else np.asarray(seeds)[box], np.asarray(truth)[box]))
+    crops, extra = _crops(planes, grid), _crops(tie_planes, grid)
     sizes = list(grid["min_sizes"])
     result, best = {}, None
     for method in methods:
-        top, tried, ties = None, 0, 0
+        top, tied, tried = None, [], 0
         for pp in candidates(method, {**grid, "min_sizes": sizes[:1]}):
             for size, score in zip(sizes, _scores(crops, pp, sizes, iou_threshold)):
                 score, tried = tuple(map(float, score)), tried + 1
-                if top is None or score > top[0]:
-                    top, ties = (score, dataclasses.replace(pp, min_size=size)), 0
-                ties += score == top[0]
-        (f1, iou, pq), pp = top
-        result[method] = {**pp.as_dict(), "val_f1": f1, "val_iou": iou, "val_pq": pq, "val_ties": ties}
+                if top is None or score > top:
+                    top, tied = score, []
+                if score == top:
+                    tied.append(dataclasses.replace(pp, min_size=size))
+        key, pp, record = _break_tie(top, tied, extra, iou_threshold)
+        result[method] = {**pp.as_dict(), **record}
         log.info("post-processing %s: %s (validation F1 %.3f, IoU %.3f, PQ %.3f; %d tried, %d of them score the "
-                 "same)", method, pp.params(), f1, iou, pq, tried, ties)
-        if best is None or top[0] > best[0]:
-            best = (top[0], method)
+                 "same%s)", method, pp.params(), *top, tried, len(tied),
+                 f"; on {len(extra)} augmented copies F1 {record['aug_f1']:.3f}, IoU {record['aug_iou']:.3f}, "
+                 f"PQ {record['aug_pq']:.3f}, {record['aug_ties']} still the same" if extra else "")
+        if best is None or key > best[0]:
+            best = (key, method)
     result["chosen"] = best[1]
     return result
+
+
+def _break_tie(top, tied, extra, iou_threshold):
+    """The first of the ``tied`` candidates (validation score ``top``) with the best scores on the ``extra`` crops.
+
+    Returns
+    -------
+    (tuple, PostProcessing, dict)
+        The ranking key (validation, then copy scores), the winner and its ``val_*``/``aug_*`` record.
+    """
+    record = dict(zip(("val_f1", "val_iou", "val_pq"), top), val_ties=len(tied))
+    if not extra:
+        return top, tied[0], record
+    scores = [tuple(map(float, _scores(extra, pp, [pp.min_size], iou_threshold)[0])) for pp in tied]
+    win = max(range(len(tied)), key=lambda k: (scores[k], -k))
+    record.update(zip(("aug_f1", "aug_iou", "aug_pq"), scores[win]), aug_ties=scores.count(scores[win]))
+    return top + scores[win], tied[win], record
 
 
 def _fmt(value):
@@ -214,13 +251,14 @@ def warn_ties(tuned):
         The number of tied candidates, the chosen one included (1: decided).
     """
     best = (tuned or {}).get((tuned or {}).get("chosen"), {})
-    ties = int(best.get("val_ties", 1))
+    ties = int(best.get("aug_ties", best.get("val_ties", 1)))
     if ties > 1:
-        log.warning("%d post-processings of train.tune's grid score the same on the validation images (F1 %.3f, "
+        copies = " and on their augmented copies" if "aug_ties" in best else ""
+        log.warning("%d post-processings of train.tune's grid score the same on the validation images%s (F1 %.3f, "
                     "IoU %.3f, PQ %s); the first in grid order is used, %s. Validation cannot tell them apart, and "
                     "on other images they may differ. Fix: add validation samples like the images you will predict "
                     "(as dense, with the same kinds of cells), or set predict.instances and its parameters yourself",
-                    ties, best["val_f1"], best["val_iou"], _fmt(best.get("val_pq")),
+                    ties, copies, best["val_f1"], best["val_iou"], _fmt(best.get("val_pq")),
                     {k: best[k] for k in PARAMETERS[best["instances"]]})
     return ties
 

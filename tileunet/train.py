@@ -32,7 +32,7 @@ from .tables import write_tsv
 from .tiles import (IterationBatches, RandomTiles, TileReader, augmented_planes, planes_of, validation_planes,
                     validation_tiles)
 from .training_run import TrainingRun, deliver
-from .validation import evaluate, validate_instances
+from .validation import augmented_copies, evaluate, validate_instances
 
 log = logging.getLogger(__name__)
 
@@ -96,20 +96,20 @@ def _memory_advice(model, cfg, device):
             + ("" if cfg.amp or torch.device(device).type != "cuda" else ", or set train.amp: true"))
 
 
-def _validate(run, val, val_planes, tile, row, channels_last):
-    """Fill the validation columns of ``row`` and let the run keep its best weights."""
+def _validate(run, val, val_planes, tile, row, channels_last, copies=()):
+    """Fill the validation columns of ``row`` and let the run keep its best weights (``copies``: tie breakers)."""
     cfg, model = run.cfg, run.evaluated
     if val is not None:
         row["val_loss"], row["val_iou"] = evaluate(model, val, cfg.batch_size, run.device, cfg.amp,
                                                    cfg.loss_normalization, channels_last)
     if val_planes:
-        tuned, score = validate_instances(model, val_planes, tile, cfg, cfg.batch_size)
+        tuned, score = validate_instances(model, val_planes, tile, cfg, cfg.batch_size, copies)
         row["val_f1"] = score[0]
         run.consider(row["iteration"], score, tuned)
 
 
 def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerprint_=None, on_step=None,
-        progress=True, val_planes=None):
+        progress=True, val_planes=None, val_copies=()):
     """Train ``model`` in place for ``cfg.iterations`` optimiser steps, resuming from ``checkpoint_dir``.
 
     Parameters
@@ -134,6 +134,9 @@ def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerp
         tqdm progress bar on stderr.
     val_planes : list of (image, labels), optional
         Whole validation planes for the instance F1 (:func:`validate_instances`).
+    val_copies : list of (image, labels), optional
+        Their augmented copies, which break ties of the post-processing search
+        (:func:`tileunet.validation.augmented_copies`).
 
     Returns
     -------
@@ -187,7 +190,7 @@ def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerp
                 row = {"iteration": it, "loss": run.check_losses(), "val_loss": None, "val_iou": None,
                        "val_f1": None, "lr": run.lr, "tiles_per_s": n * cfg.batch_size / (time.perf_counter() - tick)}
                 if validate:
-                    _validate(run, val, val_planes, tiles.reader.out, row, channels_last)
+                    _validate(run, val, val_planes, tiles.reader.out, row, channels_last, val_copies)
                     bar.set_postfix(loss=f"{row['loss']:.4g}", val_f1=f"{row['val_f1'] or float('nan'):.3f}",
                                     refresh=False)
                 run.history.append(row)
@@ -268,6 +271,7 @@ def _train(augmented, val_stores, model_config, train_config, checkpoint_dir, se
         _check_border_labels(reader, augmented, cfg.border_width)
     val = validation_tiles(val_stores, out, model.margin, cfg.val_tiles, cfg.target, cfg.border_width)
     val_planes = validation_planes(val_stores)
+    val_copies = augmented_copies(val_planes, augmented, cfg.tune["copies"])
     if val is None:
         log.warning("no validation samples: val_loss, val_iou and val_f1 stay empty, the last weights are kept "
                     "and no post-processing is chosen (predict then needs it in the config)")
@@ -279,7 +283,8 @@ def _train(augmented, val_stores, model_config, train_config, checkpoint_dir, se
              "%d workers", model.config.depth, cfg.tile_size, out, model.margin, cfg.target, device, cfg.iterations,
              workers)
     history, delivered = fit(model, RandomTiles(reader, seed, cfg.foreground_p), val, cfg, checkpoint_dir, device,
-                             workers, fp, on_step=on_step, progress=progress, val_planes=val_planes)
+                             workers, fp, on_step=on_step, progress=progress, val_planes=val_planes,
+                             val_copies=val_copies)
     delivered.channels = list(names) or None  # stored in model.pt: predict reads the same channels
     return delivered, history
 

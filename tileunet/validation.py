@@ -1,9 +1,10 @@
 """Validation during training: the loss and foreground IoU of fixed tiles, and instance F1 of whole planes."""
-
 import logging
 
 import torch
+import zarr
 
+from .augment import AugmentParams, augment_pair, copy_rng, draw_transform
 from .device import autocast
 from .geometry import check_input_size
 from .loss import _weighted_ce_map
@@ -12,6 +13,9 @@ from .predict import plane_maps
 from .tiles import validation_planes
 
 log = logging.getLogger(__name__)
+
+COPIES_KEY = "validation copies"
+"""Sample key of the augmented validation copies (:func:`augmented_copies`); no sample name holds a space."""
 
 
 @torch.no_grad()
@@ -52,7 +56,54 @@ def evaluate(model, val, batch_size, device, amp=False, normalization="weighted_
     return loss, (inter / union if union else 1.0)
 
 
-def validate_instances(model, planes, tile, cfg, batch_size=4):
+def augmented_copies(planes, augmented, copies):
+    """Augmented copies of the validation planes, drawn as the training set's (:mod:`tileunet.augment`).
+
+    They break the ties of the post-processing search
+    (:func:`tileunet.postprocess.tune`): candidates that cut the validation
+    planes identically may differ on the same cells deformed, dimmed and
+    noised.  Drawn from the validation planes only, with the augmented
+    store's seed and parameters, so they are the same for every validation
+    and every run with that seed.
+
+    Parameters
+    ----------
+    planes : list of (image, labels)
+        As :func:`tileunet.tiles.validation_planes`.
+    augmented : path
+        ``results/augmented.zarr``, whose root attributes hold ``seed``,
+        ``augment`` and ``weights`` (for ``separate_touching``).
+    copies : int
+        Copies per plane (0: none).
+
+    Returns
+    -------
+    list of (image float32, labels int32)
+        ``copies`` per plane, plane-major; copy ``c`` of plane ``k`` draws
+        from ``copy_rng(seed, COPIES_KEY, k, c)``.
+    """
+    if not copies or not planes:
+        return []
+    attrs = zarr.open_group(augmented, mode="r").attrs
+    if "augment" not in attrs or "seed" not in attrs:
+        log.warning("%s records no augment parameters or no seed (it was not written by tileunet's augment "
+                    "stage); the validation copies take the schema's defaults and seed 0 where missing", augmented)
+    params, seed = AugmentParams.from_config(attrs.get("augment")), attrs.get("seed", 0)
+    separate = bool((attrs.get("weights") or {}).get("separate_touching", False))
+    return [augment_pair(image, labels, draw_transform(params, copy_rng(seed, COPIES_KEY, k, c)), separate)
+            for k, (image, labels) in enumerate(planes) for c in range(int(copies))]
+
+
+def _with_maps(model, planes, tile, batch_size):
+    """(foreground, seed map or None, labels) of each (image, labels) plane, by the tiled forward pass."""
+    out = []
+    for image, labels in planes:
+        m = plane_maps(model, image, tile, batch_size)
+        out.append((m[0], m[1] if len(m) > 1 else None, labels))
+    return out
+
+
+def validate_instances(model, planes, tile, cfg, batch_size=4, tie_planes=()):
     """Instance F1 of ``model`` on whole validation planes, with the post-processing tuned on them.
 
     Parameters
@@ -64,27 +115,32 @@ def validate_instances(model, planes, tile, cfg, batch_size=4):
         Output tile edge for the tiled forward pass.
     cfg : TrainConfig
         ``tune`` is the grid of :func:`tileunet.postprocess.tune`.
+    batch_size : int
+    tie_planes : list of (image, labels)
+        Augmented copies of ``planes`` (:func:`augmented_copies`) that rank
+        the candidates tied on them.
 
     Returns
     -------
     (dict, (float, float))
-        :func:`tileunet.postprocess.tune`'s result and the chosen method's (F1, IoU).
+        :func:`tileunet.postprocess.tune`'s result and the chosen method's (F1, IoU) on ``planes``.
     """
     was_training = model.training
     model.eval()
-    maps = [plane_maps(model, image, tile, batch_size) for image, _ in planes]
+    maps, extra = _with_maps(model, planes, tile, batch_size), _with_maps(model, tie_planes, tile, batch_size)
     model.train(was_training)
-    tuned = tune([(m[0], m[1] if len(m) > 1 else None, labels) for m, (_, labels) in zip(maps, planes)], cfg.tune)
+    tuned = tune(maps, cfg.tune, tie_planes=extra)
     best = tuned[tuned["chosen"]]
     return tuned, (best["val_f1"], best["val_iou"])
 
 
-def validate_stores(model, val_stores, cfg):
+def validate_stores(model, val_stores, cfg, augmented=None):
     """:func:`validate_instances` of a trained model on the whole planes of the validation stores.
 
     Used where the post-processing is chosen after training (an ensemble's
     members, :mod:`tileunet.ensemble`); output tiles of the training tile's
-    size, as during training.
+    size, as during training.  ``augmented`` (``results/augmented.zarr``)
+    gives the copies that break ties (:func:`augmented_copies`); None: none.
 
     Returns
     -------
@@ -96,7 +152,8 @@ def validate_stores(model, val_stores, cfg):
         log.warning("no validation samples: no post-processing is chosen (predict then needs it in the config)")
         return None, None
     tile = check_input_size(cfg.tile_size, model.config.depth, model.config.padding)
-    tuned, score = validate_instances(model, planes, tile, cfg, cfg.batch_size)
+    copies = [] if augmented is None else augmented_copies(planes, augmented, cfg.tune["copies"])
+    tuned, score = validate_instances(model, planes, tile, cfg, cfg.batch_size, copies)
     log.info("validation instance F1 %.3f, foreground IoU %.3f with %s", *score, tuned[tuned["chosen"]])
     warn_ties(tuned)
     return tuned, score
