@@ -143,7 +143,7 @@ def _crops(planes, grid):
 
 
 def tune(planes, grid, iou_threshold=0.5, methods=METHODS, tie_planes=()):
-    """The post-processing of each method with the best validation F1 (ties: IoU, PQ, then copies), and the overall best.
+    """The post-processing of each method with the best validation F1 (ties: IoU, PQ, copies), and the best overall.
 
     Parameters
     ----------
