@@ -27,10 +27,9 @@ import zarr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tileunet import metrics  # noqa: E402
-from tileunet.config import with_defaults  # noqa: E402
-from tileunet.model import load_model  # noqa: E402
 from tileunet.geometry import check_input_size  # noqa: E402
-from tileunet.postprocess import PARAMETERS, PostProcessing, extract  # noqa: E402
+from tileunet.model import load_model  # noqa: E402
+from tileunet.postprocess import extract, resolve  # noqa: E402
 from tileunet.predict import plane_maps  # noqa: E402
 from tileunet.samples import read_sample_table  # noqa: E402
 from tileunet.tiles import validation_planes  # noqa: E402
@@ -38,19 +37,19 @@ from tileunet.train import TrainConfig  # noqa: E402
 from tileunet.validation import augmented_copies, validate_instances  # noqa: E402
 
 
-def _chosen(tuned):
-    record = tuned[tuned["chosen"]]
-    return PostProcessing(record["instances"], **{k: record[k] for k in PARAMETERS[record["instances"]]})
-
-
-def _test_scores(model, stores, tile, pp):
-    rows = []
-    for store in stores:  # 2D test frames: normalised image and labels, as ingest wrote them
+def _test_maps(model, stores, tile):
+    """(foreground, seed map or None, labels) of each 2D test frame: 8-pass maps of the image ingest normalised."""
+    out = []
+    for store in stores:
         group = zarr.open_group(store, mode="r")
-        image, labels = np.asarray(group["image"], np.float32), np.asarray(group["labels"])
-        maps = plane_maps(model, image, tile, tta=True)
-        rows.append(metrics.evaluate_pair(extract(maps[0], maps[1] if len(maps) > 1 else None, pp), labels))
-    return metrics.summarize(rows)  # as results/evaluation/metrics.tsv's summary row
+        maps = plane_maps(model, np.asarray(group["image"], np.float32), tile, tta=True)
+        out.append((maps[0], maps[1] if len(maps) > 1 else None, np.asarray(group["labels"])))
+    return out
+
+
+def _test_scores(test, pp):
+    """``pp`` applied to the test maps and scored, as results/evaluation/metrics.tsv's summary row."""
+    return metrics.summarize([metrics.evaluate_pair(extract(fg, seeds, pp), labels) for fg, seeds, labels in test])
 
 
 def main():
@@ -61,7 +60,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     run, cfg = Path(args.run), yaml.safe_load(Path(args.config).read_text())
-    train = TrainConfig.from_dict(with_defaults("train", cfg.get("train", {})))
+    train = TrainConfig.from_dict(cfg.get("train", {}))
     samples = read_sample_table(cfg["samples"])
     data = run / "data" if (run / "data").exists() else Path("results/data")
     val = [str(data / f"{s.name}.zarr") for s in samples.values() if s.split == "val"]
@@ -70,18 +69,20 @@ def main():
     planes = validation_planes(val)
     copies = augmented_copies(planes, run / "augmented.zarr", train.tune["copies"])
     tile = check_input_size(train.tile_size, model.config.depth, model.config.padding)  # as in training
-    choices, seconds = {}, {}
-    for name, extra in (("grid order", []), (f"{len(copies)} augmented copies", copies)):
+    labels, choices, seconds = ("grid order", f"{len(copies)} augmented copies"), {}, {}
+    for name, extra in zip(labels, ([], copies)):
         start = time.perf_counter()
-        tuned, _ = validate_instances(model, planes, tile, train, train.batch_size, extra)
+        choices[name], _ = validate_instances(model, planes, tile, train, train.batch_size, extra)
         seconds[name] = time.perf_counter() - start
-        choices[name] = (_chosen(tuned), tuned[tuned["chosen"]])
-    print(f"run {run}: validation pass {seconds['grid order']:.1f} s with grid order, "
-          f"{seconds[name]:.1f} s with the copies (ratio {seconds[name] / seconds['grid order']:.2f})")
+    base, with_copies = (seconds[n] for n in labels)
+    print(f"run {run}: validation pass {base:.1f} s with grid order, {with_copies:.1f} s with the copies "
+          f"(ratio {with_copies / base:.2f})")
     print("| ties broken by | post-processing | val ties | left tied | test F1 | test IoU | merges | splits |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, (pp, record) in choices.items():
-        s = _test_scores(model, test, tile, pp)
+    test = _test_maps(model, test, tile)  # one set of maps: the rows differ by the post-processing alone
+    for name, tuned in choices.items():
+        pp, record = resolve({}, tuned), tuned[tuned["chosen"]]
+        s = _test_scores(test, pp)
         print(f"| {name} | {pp.params()} | {record['val_ties']} | {record.get('aug_ties', record['val_ties'])} | "
               f"{s['f1']:.3f} | {s['iou']:.3f} | {s['merges']} | {s['splits']} |")
 

@@ -10,8 +10,8 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 import torch  # noqa: E402
 
 from tileunet.device import select_device  # noqa: E402
-from tileunet.io import store_of  # noqa: E402
 from tileunet.ensemble import join  # noqa: E402
+from tileunet.io import store_of  # noqa: E402
 from tileunet.model import from_model_file, read_model_file, save_model  # noqa: E402
 from tileunet.plots.train import members_curve  # noqa: E402
 from tileunet.tables import read_tsv, write_tsv  # noqa: E402

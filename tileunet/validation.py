@@ -1,4 +1,5 @@
 """Validation during training: the loss and foreground IoU of fixed tiles, and instance F1 of whole planes."""
+
 import logging
 
 import torch
