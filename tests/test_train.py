@@ -14,10 +14,11 @@ from tileunet.config import defaults, load_schema
 from tileunet.checkpoint import read_checkpoint
 from tileunet.device import flushes_denormals
 from tileunet.errors import InputError
-from tileunet.model import UNet
+from tileunet import validation
+from tileunet.model import UNet, check_input_size
 from tileunet.plots.train import loss_curve
 from tileunet.targets import border_classes
-from tileunet.tiles import TileReader, augmented_planes
+from tileunet.tiles import TileReader, augmented_planes, validation_planes
 from tileunet.io import write_array
 from tileunet.interrupts import Interrupted, NonFiniteLossError
 from tileunet.train import METRIC_COLUMNS, TrainConfig, train, write_metrics
@@ -229,6 +230,24 @@ def test_delivered_weights_are_the_moving_average_of_the_best_validation(trainin
     assert last.selected_iteration == 6
     for k, v in last.state_dict().items():
         torch.testing.assert_close(v, averages[6][k], rtol=1e-5, atol=1e-6)
+
+
+def test_validation_copies_pass_the_network_once_and_decide_the_delivered_weights_ties(training_stores, tmp_path,
+                                                                                       monkeypatch):
+    augmented, val = training_stores
+    passes, with_maps = [], validation._with_maps
+    monkeypatch.setattr(validation, "_with_maps", lambda model, planes, *a: passes.append(len(planes)) or
+                        with_maps(model, planes, *a))
+    cfg = {**TINY_TRAIN, "ema": 0.0, "tune": {"copies": 3}}
+    model, history = train(augmented, [val], TINY, cfg, tmp_path / "c", seed=5, progress=False)
+    assert sum(r["val_f1"] is not None for r in history) == 2
+    # two validations of the one plane, then the delivered weights': the plane and its 3 copies
+    assert [n for n in passes if n] == [1, 1, 1, 3]
+    planes = validation_planes([val])
+    tile = check_input_size(cfg["tile_size"], model.config.depth, model.config.padding)
+    again, _ = validation.validate_instances(model, planes, tile, TrainConfig.from_dict(cfg), 2,
+                                             validation.augmented_copies(planes, augmented, 3))
+    assert model.postprocessing == again and "aug_ties" in again[again["chosen"]]
 
 
 def test_without_validation_the_last_weights_and_no_postprocessing(training_stores, tmp_path, caplog):

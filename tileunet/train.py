@@ -96,14 +96,14 @@ def _memory_advice(model, cfg, device):
             + ("" if cfg.amp or torch.device(device).type != "cuda" else ", or set train.amp: true"))
 
 
-def _validate(run, val, val_planes, tile, row, channels_last, copies=()):
-    """Fill the validation columns of ``row`` and let the run keep its best weights (``copies``: tie breakers)."""
+def _validate(run, val, val_planes, tile, row, channels_last):
+    """Fill the validation columns of ``row`` and let the run keep its best weights."""
     cfg, model = run.cfg, run.evaluated
     if val is not None:
         row["val_loss"], row["val_iou"] = evaluate(model, val, cfg.batch_size, run.device, cfg.amp,
                                                    cfg.loss_normalization, channels_last)
     if val_planes:
-        tuned, score = validate_instances(model, val_planes, tile, cfg, cfg.batch_size, copies)
+        tuned, score = validate_instances(model, val_planes, tile, cfg, cfg.batch_size)
         row["val_f1"] = score[0]
         run.consider(row["iteration"], score, tuned)
 
@@ -136,7 +136,9 @@ def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerp
         Whole validation planes for the instance F1 (:func:`validate_instances`).
     val_copies : list of (image, labels), optional
         Their augmented copies, which break ties of the post-processing search
-        (:func:`tileunet.validation.augmented_copies`).
+        (:func:`tileunet.validation.augmented_copies`).  Only the delivered
+        weights' search uses them, so they are passed through the network
+        once, at delivery: the checkpoint is chosen on ``val_planes`` alone.
 
     Returns
     -------
@@ -190,7 +192,7 @@ def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerp
                 row = {"iteration": it, "loss": run.check_losses(), "val_loss": None, "val_iou": None,
                        "val_f1": None, "lr": run.lr, "tiles_per_s": n * cfg.batch_size / (time.perf_counter() - tick)}
                 if validate:
-                    _validate(run, val, val_planes, tiles.reader.out, row, channels_last, val_copies)
+                    _validate(run, val, val_planes, tiles.reader.out, row, channels_last)
                     bar.set_postfix(loss=f"{row['loss']:.4g}", val_f1=f"{row['val_f1'] or float('nan'):.3f}",
                                     refresh=False)
                 run.history.append(row)
@@ -201,7 +203,14 @@ def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerp
                 raise Interrupted(stop.signum, it, run.path)
     if run.saved != run.iteration:  # resumed at or past the end: make the final state durable too
         run.save()
-    return run.history, deliver(run)
+    return run.history, deliver(run, _tie_breaker(val_planes, val_copies, tiles.reader.out, cfg))
+
+
+def _tie_breaker(val_planes, val_copies, tile, cfg):
+    """The delivered weights' post-processing search with the copies breaking its ties; None without copies."""
+    if not (val_planes and val_copies):
+        return None
+    return lambda model: validate_instances(model, val_planes, tile, cfg, cfg.batch_size, val_copies)[0]
 
 
 def train(augmented, val_stores, model_config, train_config, checkpoint_dir, seed=0, threads=None, progress=True,

@@ -123,13 +123,21 @@ class TrainingRun:
         return float(values.mean())
 
 
-def deliver(run):
+def deliver(run, retune=None):
     """The network training delivers, in eval mode, with ``postprocessing`` and ``selected_iteration`` set.
 
     With ``train.select: f1`` the weights of the validation with the best
     instance F1 (ties: IoU, then the later one), else those of the last
     validation; without validation planes the last weights and no
     post-processing.  With ``train.ema`` these are the moving average's.
+
+    Parameters
+    ----------
+    run : TrainingRun
+    retune : callable(UNet) -> dict, optional
+        Searches the delivered weights' post-processing again, with its ties
+        broken (:func:`tileunet.train.fit`); it replaces the one kept at their
+        validation.
     """
     model = run.evaluated
     if run.best is None:
@@ -139,5 +147,7 @@ def deliver(run):
     model.postprocessing, model.selected_iteration = run.best["postprocessing"], run.best["iteration"]
     log.info("delivering the weights of iteration %d (validation F1 %.3f, IoU %.3f)", run.best["iteration"],
              *run.best["score"])
+    if retune is not None:
+        model.postprocessing = retune(model.eval())
     warn_ties(model.postprocessing)
     return model.eval()
