@@ -3,6 +3,7 @@
 import dataclasses
 import math
 import os
+import shutil
 import signal
 
 import numpy as np
@@ -132,6 +133,30 @@ def test_checkpoint_of_another_setup_is_not_resumed(training_stores, tmp_path, c
     with caplog.at_level("WARNING"):
         changed, _ = train(augmented, [val], TINY, {**cfg, "lr": 0.02}, tmp_path / "c", seed=5, progress=False)
     assert "different ['train']" in caplog.text
+    _assert_identical(_state(fresh), _state(changed))
+
+
+def test_checkpoint_of_other_pixels_is_not_resumed_and_hidden_files_do_not_count(training_stores, tmp_path,
+                                                                                 caplog):
+    """A corrected label changes no shape or attribute: a resume must still see it (and a Finder file must not)."""
+    cfg = {**TINY_TRAIN, "iterations": 2}
+    data = tmp_path / "data"
+    shutil.copytree(training_stores[0].parent, data)
+    augmented, val = data / training_stores[0].name, data / training_stores[1].name
+    train(augmented, [val], TINY, cfg, tmp_path / "c", seed=5, progress=False)
+    (augmented / ".DS_Store").write_bytes(b"\0")
+    with caplog.at_level("INFO"):
+        train(augmented, [val], TINY, cfg, tmp_path / "c", seed=5, progress=False)
+    assert "resumed from" in caplog.text and "starting afresh" not in caplog.text
+    for store, path in ((augmented / "s0", "labels"), (val, "labels")):
+        array = zarr.open_group(store, mode="r+")[path]
+        index = (0, 0, 0) if array.ndim == 3 else (0, 0)
+        array[index] = array[index] + 1
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            changed, _ = train(augmented, [val], TINY, cfg, tmp_path / "c", seed=5, progress=False)
+        assert "different ['data']" in caplog.text, store
+    fresh, _ = train(augmented, [val], TINY, cfg, tmp_path / "f", seed=5, progress=False)
     _assert_identical(_state(fresh), _state(changed))
 
 

@@ -9,16 +9,13 @@ which holds what inference needs.
 
 import dataclasses
 import hashlib
-import json
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
 
 from .io import atomic_path
-from .tiles import sample_groups
 
 # Keys that change the trajectory of the weights; the others (how often to
 # validate or save, where and how fast to run) may change between a run and its resume.
@@ -75,9 +72,32 @@ def fingerprint(model_config, cfg, seed, data):
     return {"model": dict(model_config), "train": train, "seed": int(seed), "data": str(data)}
 
 
-def data_fingerprint(path):
-    """Hash of the augmented set's attributes and array shapes (cheap; reads no pixels)."""
-    root = zarr.open_group(path, mode="r")
-    parts = [dict(root.attrs)] + [[name, {a: list(g[a].shape) for a in ("image", "labels", "weights")},
-                                   dict(g.attrs)] for name, g in sample_groups(root)]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+def data_fingerprint(*stores):
+    """Hash of the stores a training reads: every stored file's name and bytes.
+
+    A corrected label or image changes no shape and no attribute, only
+    chunk bytes; a checkpoint made on the old data must not be resumed then
+    (it would deliver a network trained on it).  Reading every file once
+    costs less than one pass of training over them (about 2 s for the
+    demo's 250 MB).  Hidden files (``.DS_Store``, ``.nfs*``) do not count.
+
+    Parameters
+    ----------
+    *stores : path
+        Directory stores: ``results/augmented.zarr``, then the validation
+        stores (they choose the kept weights).
+
+    Returns
+    -------
+    str
+        Hex SHA-256.
+    """
+    digest = hashlib.sha256()
+    for store in map(Path, stores):
+        digest.update(f"store {store.name}\0".encode())
+        for path in sorted(p for p in store.rglob("*") if p.is_file()
+                           and not any(part.startswith(".") for part in p.relative_to(store).parts)):
+            with open(path, "rb") as f:
+                content = hashlib.file_digest(f, "sha256").digest()
+            digest.update(f"{path.relative_to(store).as_posix()}\0".encode() + content)
+    return digest.hexdigest()

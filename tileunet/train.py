@@ -287,7 +287,7 @@ def _train(augmented, val_stores, model_config, train_config, checkpoint_dir, se
     workers = cfg.workers if threads is None else min(cfg.workers, max(int(threads) - 1, 0))
     if threads is not None and device.type == "cpu":
         torch.set_num_threads(max(1, int(threads) - workers))
-    fp = fingerprint(dataclasses.asdict(model.config), cfg, seed, data_fingerprint(augmented))
+    fp = fingerprint(dataclasses.asdict(model.config), cfg, seed, data_fingerprint(augmented, *val_stores))
     log.info("training a depth-%d U-Net (%d -> %d px tiles, margin %d, %s target) on %s for %d iterations, "
              "%d workers", model.config.depth, cfg.tile_size, out, model.margin, cfg.target, device, cfg.iterations,
              workers)
