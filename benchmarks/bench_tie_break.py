@@ -7,7 +7,8 @@ and broken on the augmented copies (the config's ``train.tune.copies``).
 Each choice is then applied to the 8-pass test-time-augmented maps of the
 test frames and scored there, so the two rows differ by the tie break alone.
 The test frames are only scored here, never used to choose.  Also prints
-the time of one validation pass with and without the copies, and its ratio.
+the time of one validation pass with and without the copies, and its ratio,
+and each choice's errors on each validation frame (what validation saw).
 
 Usage::
 
@@ -37,19 +38,30 @@ from tileunet.train import TrainConfig  # noqa: E402
 from tileunet.validation import augmented_copies, validate_instances  # noqa: E402
 
 
-def _test_maps(model, stores, tile):
-    """(foreground, seed map or None, labels) of each 2D test frame: 8-pass maps of the image ingest normalised."""
+def _maps(model, planes, tile, tta):
+    """(foreground, seed map or None, labels) of each (image, labels) plane; ``tta``: the 8-pass average."""
     out = []
-    for store in stores:
-        group = zarr.open_group(store, mode="r")
-        maps = plane_maps(model, np.asarray(group["image"], np.float32), tile, tta=True)
-        out.append((maps[0], maps[1] if len(maps) > 1 else None, np.asarray(group["labels"])))
+    for image, labels in planes:
+        maps = plane_maps(model, image, tile, tta=tta)
+        out.append((maps[0], maps[1] if len(maps) > 1 else None, labels))
     return out
+
+
+def _test_planes(stores):
+    """(image ingest normalised, labels) of each 2D test frame (its store has no weights: not validation_planes)."""
+    groups = [zarr.open_group(store, mode="r") for store in stores]
+    return [(np.asarray(g["image"], np.float32), np.asarray(g["labels"])) for g in groups]
 
 
 def _test_scores(test, pp):
     """``pp`` applied to the test maps and scored, as results/evaluation/metrics.tsv's summary row."""
     return metrics.summarize([metrics.evaluate_pair(extract(fg, seeds, pp), labels) for fg, seeds, labels in test])
+
+
+def _frame_errors(maps, names, pp):
+    """'name F1 f (m merges, s splits)' of ``pp`` on each (foreground, seeds, labels) map, joined by '; '."""
+    rows = [metrics.evaluate_pair(extract(fg, seeds, pp), labels) for fg, seeds, labels in maps]
+    return "; ".join(f"{n} F1 {r['f1']:.3f} ({r['merges']} merges, {r['splits']} splits)" for n, r in zip(names, rows))
 
 
 def main():
@@ -63,7 +75,8 @@ def main():
     train = TrainConfig.from_dict(cfg.get("train", {}))
     samples = read_sample_table(cfg["samples"])
     data = run / "data" if (run / "data").exists() else Path("results/data")
-    val = [str(data / f"{s.name}.zarr") for s in samples.values() if s.split == "val"]
+    val_names = [s.name for s in samples.values() if s.split == "val"]
+    val = [str(data / f"{name}.zarr") for name in val_names]
     test = [str(data / f"{s.name}.zarr") for s in samples.values() if s.split == "test"]
     model = load_model(run / "model" / "model.pt")
     planes = validation_planes(val)
@@ -79,12 +92,16 @@ def main():
           f"(ratio {with_copies / base:.2f})")
     print("| ties broken by | post-processing | val ties | left tied | test F1 | test IoU | merges | splits |")
     print("|---|---|---|---|---|---|---|---|")
-    test = _test_maps(model, test, tile)  # one set of maps: the rows differ by the post-processing alone
+    test = _maps(model, _test_planes(test), tile, tta=True)  # one set of maps: the rows differ by the post-processing
+
     for name, tuned in choices.items():
         pp, record = resolve({}, tuned), tuned[tuned["chosen"]]
         s = _test_scores(test, pp)
         print(f"| {name} | {pp.params()} | {record['val_ties']} | {record.get('aug_ties', record['val_ties'])} | "
               f"{s['f1']:.3f} | {s['iou']:.3f} | {s['merges']} | {s['splits']} |")
+    val_maps = _maps(model, planes, tile, tta=False)  # as training validates
+    for name, tuned in choices.items():
+        print(f"validation frames, ties broken by {name}: {_frame_errors(val_maps, val_names, resolve({}, tuned))}")
 
 
 if __name__ == "__main__":
