@@ -31,20 +31,10 @@ from tileunet import metrics  # noqa: E402
 from tileunet.geometry import check_input_size  # noqa: E402
 from tileunet.model import load_model  # noqa: E402
 from tileunet.postprocess import extract, resolve  # noqa: E402
-from tileunet.predict import plane_maps  # noqa: E402
 from tileunet.samples import read_sample_table  # noqa: E402
 from tileunet.tiles import validation_planes  # noqa: E402
 from tileunet.train import TrainConfig  # noqa: E402
-from tileunet.validation import augmented_copies, validate_instances  # noqa: E402
-
-
-def _maps(model, planes, tile, tta):
-    """(foreground, seed map or None, labels) of each (image, labels) plane; ``tta``: the 8-pass average."""
-    out = []
-    for image, labels in planes:
-        maps = plane_maps(model, image, tile, tta=tta)
-        out.append((maps[0], maps[1] if len(maps) > 1 else None, labels))
-    return out
+from tileunet.validation import augmented_copies, maps_of, validate_instances  # noqa: E402
 
 
 def _test_planes(stores):
@@ -92,14 +82,14 @@ def main():
           f"(ratio {with_copies / base:.2f})")
     print("| ties broken by | post-processing | val ties | left tied | test F1 | test IoU | merges | splits |")
     print("|---|---|---|---|---|---|---|---|")
-    test = _maps(model, _test_planes(test), tile, tta=True)  # one set of maps: the rows differ by the post-processing
+    test = maps_of(model, _test_planes(test), tile, tta=True)  # one set of maps: the rows differ by the post-processing
 
     for name, tuned in choices.items():
         pp, record = resolve({}, tuned), tuned[tuned["chosen"]]
         s = _test_scores(test, pp)
         print(f"| {name} | {pp.params()} | {record['val_ties']} | {record.get('aug_ties', record['val_ties'])} | "
               f"{s['f1']:.3f} | {s['iou']:.3f} | {s['merges']} | {s['splits']} |")
-    val_maps = _maps(model, planes, tile, tta=False)  # as training validates
+    val_maps = maps_of(model, planes, tile)  # as training validates
     for name, tuned in choices.items():
         print(f"validation frames, ties broken by {name}: {_frame_errors(val_maps, val_names, resolve({}, tuned))}")
 

@@ -260,8 +260,8 @@ def test_delivered_weights_are_the_moving_average_of_the_best_validation(trainin
 def test_validation_copies_pass_the_network_once_and_decide_the_delivered_weights_ties(training_stores, tmp_path,
                                                                                        monkeypatch):
     augmented, val = training_stores
-    passes, with_maps = [], validation._with_maps
-    monkeypatch.setattr(validation, "_with_maps", lambda model, planes, *a: passes.append(len(planes)) or
+    passes, with_maps = [], validation.maps_of
+    monkeypatch.setattr(validation, "maps_of", lambda model, planes, *a: passes.append(len(planes)) or
                         with_maps(model, planes, *a))
     cfg = {**TINY_TRAIN, "ema": 0.0, "tune": {"copies": 3}}
     model, history = train(augmented, [val], TINY, cfg, tmp_path / "c", seed=5, progress=False)

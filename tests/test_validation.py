@@ -59,7 +59,8 @@ def test_instance_f1_is_that_of_the_tuned_postprocessing(monkeypatch):
     labels = np.zeros((40, 40), np.int32)
     labels[5:15, 5:15], labels[20:32, 22:35] = 1, 2
     # the network's maps replaced by the true foreground: two separate cells, found exactly
-    monkeypatch.setattr(validation, "plane_maps", lambda model, image, tile, batch: (labels > 0)[None].astype(np.float32))
+    monkeypatch.setattr(validation, "plane_maps",
+                        lambda model, image, tile, batch, tta=False: (labels > 0)[None].astype(np.float32))
     model = tiny_unet().train()
     tuned, (f1, iou) = validation.validate_instances(model, [(np.zeros((40, 40), np.float32), labels)], 16,
                                                      TrainConfig.from_dict({}))

@@ -95,11 +95,14 @@ def augmented_copies(planes, augmented, copies):
             for k, (image, labels) in enumerate(planes) for c in range(int(copies))]
 
 
-def _with_maps(model, planes, tile, batch_size):
-    """(foreground, seed map or None, labels) of each (image, labels) plane, by the tiled forward pass."""
+def maps_of(model, planes, tile, batch_size=4, tta=False):
+    """(foreground, seed map or None, labels) of each (image, labels) plane, by the tiled forward pass.
+
+    ``tta``: the average of the 8 flips and quarter turns (:func:`tileunet.predict.plane_maps`).
+    """
     out = []
     for image, labels in planes:
-        m = plane_maps(model, image, tile, batch_size)
+        m = plane_maps(model, image, tile, batch_size, tta)
         out.append((m[0], m[1] if len(m) > 1 else None, labels))
     return out
 
@@ -128,7 +131,7 @@ def validate_instances(model, planes, tile, cfg, batch_size=4, tie_planes=()):
     """
     was_training = model.training
     model.eval()
-    maps, extra = _with_maps(model, planes, tile, batch_size), _with_maps(model, tie_planes, tile, batch_size)
+    maps, extra = maps_of(model, planes, tile, batch_size), maps_of(model, tie_planes, tile, batch_size)
     model.train(was_training)
     tuned = tune(maps, cfg.tune, tie_planes=extra)
     best = tuned[tuned["chosen"]]
