@@ -14,7 +14,7 @@ sys.path.insert(0, workflow.basedir)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
 from tileunet.preflight import check_config, check_sample_files, check_tile_sizes  # noqa: E402
-from tileunet.config import config_layers  # noqa: E402
+from tileunet.config import config_layers, member_train_config as _member_train_config  # noqa: E402
 from tileunet.samples import read_sample_table  # noqa: E402
 from tileunet.repeats import member_seed  # noqa: E402
 
@@ -120,12 +120,8 @@ def training_seed(member=False):
 
 
 def member_train_config():
-    """The train section without `ensemble`: how many networks there are is not part of training one.
-
-    Left out, it cannot invalidate the members' checkpoints (their fingerprint) or re-run
-    them (a params change) when members are added.
-    """
-    return {k: v for k, v in config["train"].items() if k != "ensemble"}
+    """The train section one network trains with (:func:`tileunet.config.member_train_config`)."""
+    return _member_train_config(config)
 
 
 def _stage_resources(kind):

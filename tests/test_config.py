@@ -8,7 +8,7 @@ import yaml
 from snakemake.utils import validate
 
 from tileunet.config import (SCHEMA, WORKFLOW_CONFIG, config_layers, iter_keys, layered, load_schema,
-                             markdown_table, merge, source_of)
+                             markdown_table, member_train_config, merge, source_of)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,3 +102,10 @@ def test_ci_config_is_complete_so_the_demo_config_does_not_leak_into_it():
     validate(copy.deepcopy(over_demo), str(SCHEMA))
 
 
+@pytest.mark.parametrize("tune, predict_tta, expected", [({}, True, True), ({}, False, False),
+                                                         ({"tta": False}, True, False), ({"tta": True}, False, True)])
+def test_members_train_without_ensemble_and_search_on_maps_as_predict_makes_them(tune, predict_tta, expected):
+    config = {"train": {"ensemble": 3, "lr": 0.1, "tune": {**tune, "copies": 2}}, "predict": {"tta": predict_tta}}
+    before = copy.deepcopy(config)
+    train = member_train_config(config)
+    assert train == {"lr": 0.1, "tune": {"copies": 2, "tta": expected}} and config == before

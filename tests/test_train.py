@@ -275,6 +275,22 @@ def test_validation_copies_pass_the_network_once_and_decide_the_delivered_weight
     assert model.postprocessing == again and "aug_ties" in again[again["chosen"]]
 
 
+def test_with_tune_tta_the_delivered_weights_search_on_eight_pass_maps_and_the_checkpoint_on_one(
+        training_stores, tmp_path, monkeypatch):
+    augmented, val = training_stores
+    passes, with_maps = [], validation.maps_of
+    monkeypatch.setattr(validation, "maps_of", lambda model, planes, tile, batch, tta=False: passes.append(
+        (len(planes), tta)) or with_maps(model, planes, tile, batch, tta))
+    cfg = {**TINY_TRAIN, "ema": 0.0, "tune": {"copies": 0, "tta": True}}
+    model, history = train(augmented, [val], TINY, cfg, tmp_path / "t", seed=5, progress=False)
+    # two single-pass validations choose the checkpoint; then one 8-pass search on the delivered weights
+    assert [p for p in passes if p[0]] == [(1, False), (1, False), (1, True)]
+    planes = validation_planes([val])
+    tile = check_input_size(cfg["tile_size"], model.config.depth, model.config.padding)
+    again, _ = validation.validate_instances(model, planes, tile, TrainConfig.from_dict(cfg), 2, tta=True)
+    assert model.postprocessing == again
+
+
 def test_without_validation_the_last_weights_and_no_postprocessing(training_stores, tmp_path, caplog):
     augmented, _ = training_stores
     with caplog.at_level("WARNING"):

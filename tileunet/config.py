@@ -167,3 +167,31 @@ def update_readme(readme=README, schema=SCHEMA):
 
 if __name__ == "__main__":
     update_readme()
+
+
+def member_train_config(config):
+    """The train section one network trains with: without ``ensemble``, ``tune.tta`` resolved.
+
+    Without ``ensemble``, how many networks there are is not part of
+    training one: adding members neither invalidates their checkpoints
+    (the fingerprint) nor re-runs them (a Snakemake params change).
+    ``train.tune.tta`` left null becomes ``predict.tta``, so that the
+    post-processing is searched on maps made as predict makes them;
+    changing it re-runs training, which resumes its finished checkpoint and
+    only searches again (``tune`` is not in the fingerprint).
+
+    Parameters
+    ----------
+    config : dict
+        The workflow config (defaults filled or not).
+
+    Returns
+    -------
+    dict
+        A copy of ``config["train"]``; the config is left unchanged.
+    """
+    train = {k: v for k, v in config["train"].items() if k != "ensemble"}
+    tune = train.get("tune") or {}
+    if tune.get("tta") is None:
+        train["tune"] = {**tune, "tta": bool((config.get("predict") or {}).get("tta", False))}
+    return train

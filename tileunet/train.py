@@ -207,10 +207,17 @@ def fit(model, tiles, val, cfg, checkpoint_dir, device="cpu", workers=0, fingerp
 
 
 def _tie_breaker(val_planes, val_copies, tile, cfg):
-    """The delivered weights' post-processing search with the copies breaking its ties; None without copies."""
-    if not (val_planes and val_copies):
+    """The delivered weights' post-processing search: with the copies breaking its ties, on maps as predict makes them.
+
+    With ``train.tune.tta`` the maps are the 8-pass average, as predict's
+    with ``predict.tta``; the checkpoint was chosen on single-pass maps, 8x
+    cheaper at every validation.  None when the search would repeat that
+    validation's (no copies, no tta).
+    """
+    tta = bool(cfg.tune.get("tta"))
+    if not val_planes or not (val_copies or tta):
         return None
-    return lambda model: validate_instances(model, val_planes, tile, cfg, cfg.batch_size, val_copies)[0]
+    return lambda model: validate_instances(model, val_planes, tile, cfg, cfg.batch_size, val_copies, tta)[0]
 
 
 def train(augmented, val_stores, model_config, train_config, checkpoint_dir, seed=0, threads=None, progress=True,

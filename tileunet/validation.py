@@ -107,7 +107,7 @@ def maps_of(model, planes, tile, batch_size=4, tta=False):
     return out
 
 
-def validate_instances(model, planes, tile, cfg, batch_size=4, tie_planes=()):
+def validate_instances(model, planes, tile, cfg, batch_size=4, tie_planes=(), tta=False):
     """Instance F1 of ``model`` on whole validation planes, with the post-processing tuned on them.
 
     Parameters
@@ -123,6 +123,8 @@ def validate_instances(model, planes, tile, cfg, batch_size=4, tie_planes=()):
     tie_planes : list of (image, labels)
         Augmented copies of ``planes`` (:func:`augmented_copies`) that rank
         the candidates tied on them.
+    tta : bool
+        Search on the 8-pass test-time-augmented maps (``train.tune.tta``).
 
     Returns
     -------
@@ -131,7 +133,7 @@ def validate_instances(model, planes, tile, cfg, batch_size=4, tie_planes=()):
     """
     was_training = model.training
     model.eval()
-    maps, extra = maps_of(model, planes, tile, batch_size), maps_of(model, tie_planes, tile, batch_size)
+    maps, extra = (maps_of(model, p, tile, batch_size, tta) for p in (planes, tie_planes))
     model.train(was_training)
     tuned = tune(maps, cfg.tune, tie_planes=extra)
     best = tuned[tuned["chosen"]]
@@ -157,7 +159,7 @@ def validate_stores(model, val_stores, cfg, augmented=None):
         return None, None
     tile = check_input_size(cfg.tile_size, model.config.depth, model.config.padding)
     copies = [] if augmented is None else augmented_copies(planes, augmented, cfg.tune["copies"])
-    tuned, score = validate_instances(model, planes, tile, cfg, cfg.batch_size, copies)
+    tuned, score = validate_instances(model, planes, tile, cfg, cfg.batch_size, copies, bool(cfg.tune.get("tta")))
     log.info("validation instance F1 %.3f, foreground IoU %.3f with %s", *score, tuned[tuned["chosen"]])
     warn_ties(tuned)
     return tuned, score
