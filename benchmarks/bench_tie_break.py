@@ -4,7 +4,9 @@ On one run's delivered ``model.pt`` (the checkpoint choice does not depend
 on the tie break), the post-processing is tuned on the validation frames
 twice: with ties left to grid order (``train.tune.copies: 0``, the baseline)
 and broken on the augmented copies (the config's ``train.tune.copies``).
-Each choice is then applied to the 8-pass test-time-augmented maps of the
+Both searches are made on the maps the delivered weights' search uses
+(8-pass with ``train.tune.tta``, which follows ``predict.tta``).  Each
+choice is then applied to the 8-pass test-time-augmented maps of the
 test frames and scored there, so the two rows differ by the tie break alone.
 The test frames are only scored here, never used to choose.  Also prints
 the time of one validation pass with and without the copies, and its ratio,
@@ -33,6 +35,7 @@ from tileunet.model import load_model  # noqa: E402
 from tileunet.postprocess import extract, resolve  # noqa: E402
 from tileunet.samples import read_sample_table  # noqa: E402
 from tileunet.tiles import validation_planes  # noqa: E402
+from tileunet.config import member_train_config  # noqa: E402
 from tileunet.train import TrainConfig  # noqa: E402
 from tileunet.validation import augmented_copies, maps_of, validate_instances  # noqa: E402
 
@@ -62,7 +65,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     run, cfg = Path(args.run), yaml.safe_load(Path(args.config).read_text())
-    train = TrainConfig.from_dict(cfg.get("train", {}))
+    train = TrainConfig.from_dict(member_train_config({"train": {}, **cfg}))
+    tta = bool(train.tune["tta"])  # the delivered weights' search: on 8-pass maps with predict.tta
     samples = read_sample_table(cfg["samples"])
     data = run / "data" if (run / "data").exists() else Path("results/data")
     val_names = [s.name for s in samples.values() if s.split == "val"]
@@ -75,7 +79,7 @@ def main():
     labels, choices, seconds = ("grid order", f"{len(copies)} augmented copies"), {}, {}
     for name, extra in zip(labels, ([], copies)):
         start = time.perf_counter()
-        choices[name], _ = validate_instances(model, planes, tile, train, train.batch_size, extra)
+        choices[name], _ = validate_instances(model, planes, tile, train, train.batch_size, extra, tta)
         seconds[name] = time.perf_counter() - start
     base, with_copies = (seconds[n] for n in labels)
     print(f"run {run}: validation pass {base:.1f} s with grid order, {with_copies:.1f} s with the copies "
@@ -89,7 +93,7 @@ def main():
         s = _test_scores(test, pp)
         print(f"| {name} | {pp.params()} | {record['val_ties']} | {record.get('aug_ties', record['val_ties'])} | "
               f"{s['f1']:.3f} | {s['iou']:.3f} | {s['merges']} | {s['splits']} |")
-    val_maps = maps_of(model, planes, tile)  # as training validates
+    val_maps = maps_of(model, planes, tile, tta=tta)  # as the delivered weights' search
     for name, tuned in choices.items():
         print(f"validation frames, ties broken by {name}: {_frame_errors(val_maps, val_names, resolve({}, tuned))}")
 
