@@ -30,12 +30,12 @@ import zarr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tileunet import metrics  # noqa: E402
+from tileunet.config import member_train_config  # noqa: E402
 from tileunet.geometry import check_input_size  # noqa: E402
 from tileunet.model import load_model  # noqa: E402
 from tileunet.postprocess import extract, resolve  # noqa: E402
 from tileunet.samples import read_sample_table  # noqa: E402
 from tileunet.tiles import validation_planes  # noqa: E402
-from tileunet.config import member_train_config  # noqa: E402
 from tileunet.train import TrainConfig  # noqa: E402
 from tileunet.validation import augmented_copies, maps_of, validate_instances  # noqa: E402
 

@@ -165,10 +165,6 @@ def update_readme(readme=README, schema=SCHEMA):
     Path(readme).write_text(head + MARKER + markdown_table(load_schema(schema)))
 
 
-if __name__ == "__main__":
-    update_readme()
-
-
 def member_train_config(config):
     """The train section one network trains with: without ``ensemble``, ``tune.tta`` resolved.
 
@@ -195,3 +191,7 @@ def member_train_config(config):
     if tune.get("tta") is None:
         train["tune"] = {**tune, "tta": bool((config.get("predict") or {}).get("tta", False))}
     return train
+
+
+if __name__ == "__main__":
+    update_readme()
