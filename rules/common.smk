@@ -119,9 +119,9 @@ def training_seed(member=False):
     return (lambda wildcards: member_seed(seed, wildcards.member)) if member else seed
 
 
-def member_train_config():
-    """The train section one network trains with (:func:`tileunet.config.member_train_config`)."""
-    return _member_train_config(config)
+def member_train_config(member=False):
+    """The train section one network, or one ensemble member, trains with (:func:`tileunet.config.member_train_config`)."""
+    return _member_train_config(config, member)
 
 
 def _stage_resources(kind):

@@ -24,7 +24,7 @@ rule:
         checkpoints=lambda wildcards, output: os.path.join(os.path.dirname(output.metrics), "checkpoints"),
         val_stores=lambda wildcards, input: [group_of(p) for p in input.val],
         model=config["model"],
-        train=member_train_config(),
+        train=member_train_config(member=bool(MEMBERS)),
         normalization=normalization(),
         seed=training_seed(member=bool(MEMBERS)),
     threads: config["resources"]["gpu"]["threads"]

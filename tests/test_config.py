@@ -109,3 +109,10 @@ def test_members_train_without_ensemble_and_search_on_maps_as_predict_makes_them
     before = copy.deepcopy(config)
     train = member_train_config(config)
     assert train == {"lr": 0.1, "tune": {"copies": 2, "tta": expected}} and config == before
+
+
+@pytest.mark.parametrize("ensemble, expected", [(3, {"copies": 0, "tta": False}), (1, {"copies": 2, "tta": True})])
+def test_ensemble_members_leave_the_copies_and_eight_pass_search_to_the_join(ensemble, expected):
+    config = {"train": {"ensemble": ensemble, "tune": {"copies": 2}}, "predict": {"tta": True}}
+    assert member_train_config(config, member=True)["tune"] == expected
+    assert member_train_config(config)["tune"] == {"copies": 2, "tta": True}  # the join's

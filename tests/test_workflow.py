@@ -73,7 +73,10 @@ def test_whole_workflow_writes_every_contract_output(finished_run):
     stored = read_model_file(r / "model" / "model.pt")
     assert stored["seeds"] == [0, 1000] and stored["postprocessing"]["chosen"] in ("components", "watershed")
     for k in (0, 1):
-        assert read_model_file(r / "train" / "members" / str(k) / "model.pt")["seed"] == 1000 * k
+        member = read_model_file(r / "train" / "members" / str(k) / "model.pt")
+        assert member["seed"] == 1000 * k
+        # the join's search on copies and 8-pass maps replaces the members' own: they skip it
+        assert member["train"]["tune"]["copies"] == 0 and not member["train"]["tune"]["tta"]
     rows = [ln.split("\t")[0] for ln in (r / "train" / "metrics.tsv").read_text().splitlines()]
     assert rows[0] == "member" and {"0", "1", "ensemble"} == set(rows[1:]) and rows[-1] == "ensemble"
     for name in ("d", "e", "movie"):

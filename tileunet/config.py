@@ -165,7 +165,7 @@ def update_readme(readme=README, schema=SCHEMA):
     Path(readme).write_text(head + MARKER + markdown_table(load_schema(schema)))
 
 
-def member_train_config(config):
+def member_train_config(config, member=False):
     """The train section one network trains with: without ``ensemble``, ``tune.tta`` resolved.
 
     Without ``ensemble``, how many networks there are is not part of
@@ -180,6 +180,12 @@ def member_train_config(config):
     ----------
     config : dict
         The workflow config (defaults filled or not).
+    member : bool
+        For a member of an ensemble (``train.ensemble > 1``): no copies and
+        no 8-pass maps, so that its delivered weights keep the
+        post-processing of their own single-pass validation.  The join
+        searches again for the members' mean, which predict uses, so a
+        member's search on copies and 8-pass maps would be discarded.
 
     Returns
     -------
@@ -188,7 +194,9 @@ def member_train_config(config):
     """
     train = {k: v for k, v in config["train"].items() if k != "ensemble"}
     tune = train.get("tune") or {}
-    if tune.get("tta") is None:
+    if member and config["train"].get("ensemble", 1) > 1:
+        train["tune"] = {**tune, "copies": 0, "tta": False}
+    elif tune.get("tta") is None:
         train["tune"] = {**tune, "tta": bool((config.get("predict") or {}).get("tta", False))}
     return train
 
