@@ -166,7 +166,7 @@ def update_readme(readme=README, schema=SCHEMA):
 
 
 def member_train_config(config, member=False):
-    """The train section one network trains with: without ``ensemble``, ``tune.tta`` resolved.
+    """The train section one network or ensemble member trains with: without ``ensemble``, ``tune.tta`` resolved.
 
     Without ``ensemble``, how many networks there are is not part of
     training one: adding members neither invalidates their checkpoints
