@@ -5,9 +5,10 @@ from Debian's packages) runs config/ci.yaml on three tiny samples with ``predict
 through ``--workflow-profile``: profiles/slurm/config.yaml with its placeholders filled by
 tests/profiles/slurm/config.yaml.  Everything is checked from ``sacct``: which rules ran as
 jobs, with which partition, account, CPUs, memory, time limit and GPUs; the 1 + 3 + 1 jobs
-of scatter-gather prediction; and a training job stopped twice, once by SLURM's
+of scatter-gather prediction; and a longer training job stopped twice, once by SLURM's
 ``--signal=TERM@`` before its time limit and once by ``scancel``, that the retries resubmit
-and that resumes from its checkpoint to the uninterrupted run's model, bit for bit.
+and that resumes from its checkpoint to the model of the same training run uninterrupted
+(locally, at the same time), bit for bit.
 
 Skipped, with the reason, where slurm or root is missing; with TILEUNET_REQUIRE_SLURM=1
 (.ci/run sets it) a missing cluster fails instead.
@@ -37,11 +38,13 @@ SPLITS = {"a": "train", "c": "val", "d": "test"}
 CPU_RULES = {"ingest_sample": 1, "weights_sample": 1, "augment_set": None, "predict_prepare": 1,
              "predict_gather": 1, "evaluate_test": 1}
 GPU_RULES = ("train_model", "train_member", "predict_part")
-# Long enough that SLURM's TERM, due up to 30 s after the test lowers the time limit (slurmctld
-# checks time limits every 30 s), and then the scancel both land mid-run: 2000 iterations (25 s
-# at the 80 it/s of 2 cores, 2026-12-03) lost that race in CI; 6000 leave ~45 s to spare on such a
-# machine.  Validations and checkpoints do not change the trajectory.
-TRAIN = {"iterations": 6000, "val_interval": 1000, "checkpoint_interval": 25}
+# The interrupted training: one network, long enough that SLURM's TERM, due up to 30 s after the
+# test lowers the time limit (slurmctld checks time limits every 30 s), and then the scancel both
+# land mid-run: 2000 iterations (25 s at the 80 it/s of 2 cores, 2026-12-03) lost that race in CI;
+# 6000 leave ~45 s to spare on such a machine.  Validations and checkpoints do not change the
+# trajectory.  The whole-workflow run keeps config/ci.yaml's few iterations: its members only
+# need to run as jobs.
+TRAIN = {"iterations": 6000, "val_interval": 1000, "checkpoint_interval": 25, "ensemble": 1}
 
 pytestmark = pytest.mark.workflow
 
@@ -89,8 +92,8 @@ def cluster():
 def samples(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("slurm-data")
     write_cell_samples(tmp, SPLITS)
-    (tmp / "parts.yaml").write_text(yaml.safe_dump({"predict": {"parts": 3}, "train": TRAIN}))
-    (tmp / "single.yaml").write_text(yaml.safe_dump({"train": {"ensemble": 1}}))  # one network: one train job
+    (tmp / "parts.yaml").write_text(yaml.safe_dump({"predict": {"parts": 3}}))
+    (tmp / "long.yaml").write_text(yaml.safe_dump({"train": TRAIN}))
     return tmp
 
 
@@ -181,9 +184,8 @@ def test_scatter_gather_on_slurm_equals_the_one_job_prediction(slurm_run, cluste
     # the same model, predicted by one local job (predict.parts: 1)
     one = tmp_path / "one"
     shutil.copytree(work / "results", one / "results", ignore=shutil.ignore_patterns("predictions", "evaluation"))
-    (tmp_path / "one.yaml").write_text(yaml.safe_dump({"train": TRAIN}))
     run(snakemake_cmd(one, samples / "samples.tsv", "results/predictions/d.ome.zarr/zarr.json", "--cores", "2",
-                      "--allowed-rules", "predict_sample", configfiles=[tmp_path / "one.yaml"]), cluster.env)
+                      "--allowed-rules", "predict_sample"), cluster.env)
     a = zarr.open_group(work / "results/predictions/d.ome.zarr", mode="r")
     b = zarr.open_group(one / "results/predictions/d.ome.zarr", mode="r")
     arrays = sorted(p for p, _ in a.arrays()) + sorted(f"labels/cells/{p}" for p, _ in a["labels/cells"].arrays())
@@ -210,11 +212,20 @@ def test_interrupted_training_is_resubmitted_and_resumes_to_the_uninterrupted_mo
                                                                                      tmp_path):
     work, _, _, _ = slurm_run
     before = {r["JobID"] for r in cluster.sacct()}
-    # the same inputs, a fresh training: everything up to the augmented set is copied with its metadata
-    retry = tmp_path / "retry"
-    shutil.copytree(work / "results", retry / "results",
-                    ignore=shutil.ignore_patterns("model", "train", "predictions", "evaluation", "train.log"))
-    shutil.copytree(work / ".snakemake" / "metadata", retry / ".snakemake" / "metadata")
+    # the same inputs, two fresh trainings: everything up to the augmented set is copied with its
+    # metadata to a folder for the SLURM job, and to one for the same training uninterrupted
+    retry, reference = tmp_path / "retry", tmp_path / "reference"
+    for folder in (retry, reference):
+        shutil.copytree(work / "results", folder / "results",
+                        ignore=shutil.ignore_patterns("model", "train", "predictions", "evaluation", "train.log"))
+        shutil.copytree(work / ".snakemake" / "metadata", folder / ".snakemake" / "metadata")
+    # The reference trains locally meanwhile, on the CPU the SLURM job leaves free: with one
+    # thread, as the test profile gives the job (set-threads), so the two runs compute alike.
+    ref_out = tmp_path / "reference.out"
+    ref = subprocess.Popen(snakemake_cmd(reference, samples / "samples.tsv", "train", "--cores", "1",
+                                         "--allowed-rules", "train_model",
+                                         configfiles=[samples / "parts.yaml", samples / "long.yaml"]),
+                           env=cluster.env, stdout=ref_out.open("w"), stderr=subprocess.STDOUT, text=True)
     # attempt 1: once it has written a checkpoint, its time limit is lowered (as an admin's
     # `scontrol update` would) to end within profiles/slurm's --signal=TERM@300 window, so
     # SLURM's next time-limit check (every 30 s) sends the TERM; attempt 2 (runtime * 2) gets
@@ -224,7 +235,7 @@ def test_interrupted_training_is_resubmitted_and_resumes_to_the_uninterrupted_mo
     log = retry / "results/logs/train.log"
     ckpt = retry / "results/train/checkpoints/last.pt"
     cmd = snakemake_cmd(retry, samples / "samples.tsv", "train", "--workflow-profile", profile_dir,
-                        configfiles=[samples / "parts.yaml", samples / "single.yaml"])
+                        configfiles=[samples / "parts.yaml", samples / "long.yaml"])
     t0 = time.monotonic()
     out = tmp_path / "snakemake.out"  # a file, not a pipe: nobody reads a pipe while the test waits
     proc = subprocess.Popen(cmd, env=cluster.env, stdout=out.open("w"), stderr=subprocess.STDOUT, text=True)
@@ -256,10 +267,12 @@ def test_interrupted_training_is_resubmitted_and_resumes_to_the_uninterrupted_mo
         # does not match against "CANCELLED" and so waits for forever (README, "Running on SLURM").
         subprocess.run(["scancel", "--signal=TERM", second["JobID"]], env=cluster.env, check=True)
         proc.wait(timeout=3600)
+        ref.wait(timeout=3600)
     finally:
-        if proc.poll() is None:  # a failed wait above: do not leave the workflow running
-            proc.terminate()
-            proc.wait(timeout=60)
+        for p in (proc, ref):
+            if p.poll() is None:  # a failed wait above: do not leave a workflow running
+                p.terminate()
+                p.wait(timeout=60)
     seconds = time.monotonic() - t0
     assert proc.returncode == 0, out.read_text()[-6000:]
     jobs = new_jobs()
@@ -278,9 +291,9 @@ def test_interrupted_training_is_resubmitted_and_resumes_to_the_uninterrupted_mo
     # both stops mid-run (a stop after the last iteration would resume nothing)
     assert 0 < first_stop < second_stop < TRAIN["iterations"], (first_stop, second_stop, jobs)
     assert f"finished at iteration {TRAIN['iterations']}" in log.read_text()
+    assert ref.returncode == 0 and not _resumed_at(reference / "results/logs/train.log"), ref_out.read_text()[-6000:]
     import torch
-    # the single network of seed 0 is member 0 of the uninterrupted run's ensemble (ci.yaml), bit for bit
-    a = torch.load(work / "results/train/members/0/model.pt", map_location="cpu", weights_only=True)["state_dict"]
+    a = torch.load(reference / "results/model/model.pt", map_location="cpu", weights_only=True)["state_dict"]
     b = torch.load(retry / "results/model/model.pt", map_location="cpu", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and len(a) > 0
     for name in a:
