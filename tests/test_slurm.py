@@ -65,8 +65,8 @@ def snakemake_cmd(workdir, table, *args, configfiles=()):
 
 
 def run(cmd, env, timeout=2700):
-    # a guard against a hung workflow, not a timing: the whole run took 15.5 min on 2 AMD EPYC (AVX2)
-    # cores on 2026-12-07, where 900 s had cut it at its last job
+    # a guard against a hung workflow, not a timing: on 2 AMD EPYC (AVX2) cores the whole run took
+    # 15.5 min when its members trained 6000 iterations (900 s cut it), 6 min since (2026-12-07)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
