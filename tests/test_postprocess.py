@@ -13,8 +13,9 @@ from tileunet import metrics, postprocess
 from tileunet.errors import InputError
 from tileunet.postprocess import PostProcessing
 
+NO_MERGE = {"merge_thresholds": [1.0], "merge_min_boundaries": [1]}
 GRID = {"thresholds": [0.4, 0.6], "seed_thresholds": [0.8, 0.95], "seed_erosions": [0, 2], "min_seed_sizes": [3],
-        "min_sizes": [0, 40]}
+        "merge_thresholds": [1.0, 0.8], "merge_min_boundaries": [3], "min_sizes": [0, 40]}
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_tune_breaks_ties_of_f1_and_iou_by_panoptic_quality():
     noise = ndimage.gaussian_filter(np.random.default_rng(1).normal(0, 0.3, truth.shape), 2)
     planes = [(np.clip(probability_of(truth) + noise, 0, 1).astype(np.float32), None, truth)]
     grid = {"thresholds": [0.5], "seed_thresholds": [0.8, 0.9], "seed_erosions": [0, 1, 2], "min_seed_sizes": [3],
-            "min_sizes": [0]}
+            "min_sizes": [0], **NO_MERGE}
     scores = brute_scores(planes, "watershed", grid)
     best = max(scores)
     tied = [k for k, sc in enumerate(scores) if sc[:2] == best[:2]]
@@ -101,7 +102,7 @@ def test_tune_ranks_candidates_tied_on_validation_by_the_augmented_copies(caplog
     noise = ndimage.gaussian_filter(np.random.default_rng(1).normal(0, 0.3, truth.shape), 2)
     copies = [(np.clip(probability_of(truth) + noise, 0, 1).astype(np.float32), None, truth)]
     grid = {"thresholds": [0.6, 0.5, 0.4], "seed_thresholds": [0.7, 0.8, 0.9], "seed_erosions": [0, 1, 2],
-            "min_seed_sizes": [3], "min_sizes": [0]}
+            "min_seed_sizes": [3], "min_sizes": [0], **NO_MERGE}
     val, aug = brute_scores(clean, "watershed", grid), brute_scores(copies, "watershed", grid)
     tied = [k for k, sc in enumerate(val) if sc == max(val)]
     win = max(tied, key=lambda k: (aug[k], -k))
@@ -150,6 +151,11 @@ UNSET = dict.fromkeys(["instances", "threshold", "min_size", "seed_threshold", "
 
 def test_the_config_overrides_what_validation_chose():
     assert postprocess.resolve(UNSET, STORED) == PostProcessing("watershed", 0.4, 40, 0.9, 2, 3)
+    # a model.pt tuned before the merge existed: no merge; one tuned with it: its choice, unless the config says
+    assert postprocess.resolve(UNSET, STORED).params()["merge_threshold"] == 1.0
+    merging = {**STORED, "watershed": {**STORED["watershed"], "merge_threshold": 0.8, "merge_min_boundary": 3}}
+    assert postprocess.resolve(UNSET, merging) == PostProcessing("watershed", 0.4, 40, 0.9, 2, 3, 0.8, 3)
+    assert postprocess.resolve({**UNSET, "merge_threshold": 1.0}, merging).merge_threshold == 1.0
     assert postprocess.resolve({**UNSET, "seed_erosion": 0}, STORED).seed_erosion == 0
     assert postprocess.resolve({**UNSET, "instances": "components"}, STORED) == PostProcessing("components", 0.6, 0)
     given = {**UNSET, "instances": "components", "threshold": 0.5, "min_size": 7}

@@ -58,6 +58,33 @@ def test_ids_follow_the_anchor_order():
     assert labels[2, 8] == 1 and labels[8, 2] == 2
 
 
+def rods():
+    """A rod whose core breaks into two markers (a shallow dip) beside two rods that touch in a deep valley."""
+    p = np.zeros((12, 30), np.float32)
+    p[2:9, 1:13] = 0.95
+    p[2:9, 6:8] = 0.85  # the dip across the one rod: below the seed threshold, above the merge threshold
+    p[2:9, 15:29] = 0.95
+    p[2:9, 21:23] = 0.55  # the valley between the two touching rods
+    return p
+
+
+def test_the_merge_joins_a_cell_cut_across_a_high_boundary_and_keeps_touching_cells_apart():
+    p, params = rods(), {**PARAMS, "seed_threshold": 0.9, "seed_erosion": 0}
+    assert whole(p, params).max() == 4  # the flood cuts the one rod in two
+    labels = whole(p, {**params, "merge_threshold": 0.8, "merge_min_boundary": 3})
+    assert labels.max() == 3 and labels[5, 2] == labels[5, 11] and labels[5, 16] != labels[5, 27]
+    assert whole(p, {**params, "merge_threshold": 0.5, "merge_min_boundary": 3}).max() == 2
+    # the rod's halves share a boundary 7 px long: a longer minimum keeps them apart
+    assert whole(p, {**params, "merge_threshold": 0.8, "merge_min_boundary": 8}).max() == 4
+
+
+def test_a_joined_instance_takes_the_id_of_its_first_anchor():
+    lab = np.array([[3, 3, 1, 1, 2]])
+    out, anchors = watershed.join(lab, {3: 0, 1: 2, 2: 4}, np.array([[1, 3]]))
+    assert out.tolist() == [[3, 3, 3, 3, 2]] and anchors == {3: 0, 2: 4}
+    assert watershed.join(lab, {3: 0, 1: 2, 2: 4}, np.zeros((0, 2)))[0] is lab
+
+
 def test_markers_erode_with_the_outside_as_background_and_drop_small_cores():
     core = np.ones((5, 5), np.float32)
     m = watershed.markers(core, core > 0.5, 0.8, seed_erosion=1)
@@ -70,14 +97,16 @@ def test_renumber_sums_sizes_over_chunks():
     assert keys.tolist() == [3, 5] and final.tolist() == [0, 1]
 
 
-@pytest.mark.parametrize("shape,chunk", [((97, 131), 24), ((61, 45), 16)])
-def test_chunked_equals_whole_plane_with_cells_across_chunk_borders(shape, chunk):
+@pytest.mark.parametrize("shape,chunk,merge", [((97, 131), 24, 1.0), ((61, 45), 16, 1.0), ((97, 131), 24, 0.7)])
+def test_chunked_equals_whole_plane_with_cells_across_chunk_borders(shape, chunk, merge):
     _, truth = touching_cells(shape, n_cells=10, radius=7, seed=3)
     p = probability_of(truth)
+    params = {**PARAMS, "merge_threshold": merge, "merge_min_boundary": 3}
     groups, n_groups = ndimage.label(p > PARAMS["threshold"])
     extent = max(max(s.stop - s.start for s in box) for box in ndimage.find_objects(groups))
-    ref = whole(p, min_size=5)
-    out, n, beyond = chunked(p, chunk, halo=extent + 1, min_size=5, workers=2)
+    ref = whole(p, params, min_size=5)
+    assert merge == 1 or ref.max() < whole(p, min_size=5).max()  # the merge joins some instances
+    out, n, beyond = chunked(p, chunk, halo=extent + 1, params=params, min_size=5, workers=2)
     # the slide is cut through cells: some instance spans several chunks
     cut = [i for i in range(1, n + 1) if len({(y // chunk, x // chunk) for y, x in np.argwhere(out == i)}) > 1]
     assert cut and n_groups < n  # cells cut by chunk borders, and touching cells separated
@@ -108,12 +137,14 @@ def test_a_colony_larger_than_the_halo_is_reported_and_mostly_unchanged():
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(8, 60), st.integers(8, 60), st.integers(3, 20), st.integers(0, 2**31 - 1),
-       st.integers(0, 2), st.integers(0, 4))
-def test_chunked_equals_whole_when_the_halo_covers_every_group(h, w, chunk, seed, erosion, min_size):
+       st.integers(0, 2), st.integers(0, 4), st.sampled_from([1.0, 0.6, 0.65, 0.7]), st.integers(1, 4))
+def test_chunked_equals_whole_when_the_halo_covers_every_group(h, w, chunk, seed, erosion, min_size, merge,
+                                                               boundary):
     rng = np.random.default_rng(seed)
     p = ndimage.gaussian_filter(rng.random((h, w)), 1.5)
     p = ((p - p.min()) / (np.ptp(p) + 1e-9)).astype(np.float32)
-    params = {"threshold": 0.55, "seed_threshold": 0.75, "seed_erosion": erosion, "min_seed_size": 2}
+    params = {"threshold": 0.55, "seed_threshold": 0.75, "seed_erosion": erosion, "min_seed_size": 2,
+              "merge_threshold": merge, "merge_min_boundary": boundary}
     groups = ndimage.find_objects(ndimage.label(p > params["threshold"])[0])
     halo = max([max(s.stop - s.start for s in box) for box in groups], default=0)
     out, n, _ = chunked(p, chunk, halo, params, min_size)

@@ -2,7 +2,8 @@
 
 Two methods: ``components``, the paper's 4-connected components of
 ``foreground > threshold`` (section 2), and ``watershed``, the seeded
-watershed of :mod:`tileunet.watershed`, which separates touching cells.
+watershed of :mod:`tileunet.watershed`, which separates touching cells and
+joins the pieces of a cell cut across a high boundary.
 Their parameters are not fixed for one data set: as nnU-Net determines its
 post-processing on the validation folds (Isensee et al. 2021), :func:`tune`
 tries a grid of them on the validation images at the end of training and
@@ -13,6 +14,7 @@ predict uses it unless the config sets a value (:func:`resolve`).
 """
 
 import dataclasses
+import functools
 import itertools
 import logging
 
@@ -28,10 +30,17 @@ log = logging.getLogger(__name__)
 METHODS = ("components", "watershed")
 #: Parameters of each method; the rest of :class:`PostProcessing`'s fields are ignored by it.
 PARAMETERS = {"components": ("threshold", "min_size"),
-              "watershed": ("threshold", "seed_threshold", "seed_erosion", "min_seed_size", "min_size")}
+              "watershed": ("threshold", "seed_threshold", "seed_erosion", "min_seed_size", "merge_threshold",
+                            "merge_min_boundary", "min_size")}
 #: ``predict`` config key (and ``train.tune`` grid key) of each parameter.
 GRID_KEYS = {"threshold": "thresholds", "seed_threshold": "seed_thresholds", "seed_erosion": "seed_erosions",
-             "min_seed_size": "min_seed_sizes", "min_size": "min_sizes"}
+             "min_seed_size": "min_seed_sizes", "merge_threshold": "merge_thresholds",
+             "merge_min_boundary": "merge_min_boundaries", "min_size": "min_sizes"}
+#: Parameters applied to the flood's labels; :func:`tune` scores all their values on one flood.
+#: They come last in :data:`PARAMETERS`, so that grid order is kept.
+AFTER_FLOOD = ("merge_threshold", "merge_min_boundary", "min_size")
+#: The merge of a model.pt tuned before merging existed: none.
+NO_MERGE = {"merge_threshold": 1.0, "merge_min_boundary": 1}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +58,11 @@ class PostProcessing:
         Radius (px) the markers are eroded by.
     min_seed_size : int or None
         Markers with fewer pixels are dropped.
+    merge_threshold : float
+        Adjacent instances are joined where the seed map along their
+        boundary averages above this (:func:`tileunet.watershed.merge`; 1: never).
+    merge_min_boundary : int
+        Boundaries shorter than this (px) are never joined.
     min_size : int
         Instances with fewer pixels are removed.
     """
@@ -59,6 +73,8 @@ class PostProcessing:
     seed_threshold: float = None
     seed_erosion: int = None
     min_seed_size: int = None
+    merge_threshold: float = NO_MERGE["merge_threshold"]
+    merge_min_boundary: int = NO_MERGE["merge_min_boundary"]
 
     def __post_init__(self):
         if self.instances not in METHODS:
@@ -120,15 +136,57 @@ def drop_small(labels, min_size):
     return (np.cumsum(keep) * keep).astype(np.int32)[labels]
 
 
-def _scores(planes, pp, min_sizes, iou_threshold):
-    """(F1, IoU, PQ) means over planes of ``pp`` for each min_size: array (len(min_sizes), 3)."""
-    out = np.zeros((len(min_sizes), 3))
+def _after_flood(method, grid):
+    """Every combination of ``method``'s :data:`AFTER_FLOOD` parameters on the grid, as dicts in grid order."""
+    keys = [k for k in PARAMETERS[method] if k in AFTER_FLOOD]
+    return [dict(zip(keys, v)) for v in itertools.product(*(grid[GRID_KEYS[k]] for k in keys))]
+
+
+def _labelings(fg, seeds, pp, variants):
+    """Labels of ``pp`` with each variant's :data:`AFTER_FLOOD` values, from one threshold or flood.
+
+    Yields (key, labels): variants with equal keys have equal labels (a
+    merge threshold that joins nothing leaves the flood as it is), so that
+    :func:`_scores` scores each labeling once.
+    """
+    if pp.instances == "components":
+        base = ndimage.label(np.asarray(fg) > pp.threshold)[0]
+
+        def joins(v):
+            return ()
+    else:
+        sm = fg if seeds is None else seeds
+        lab, anchors = watershed.flood_window(fg, sm, pp.threshold, pp.seed_threshold, pp.seed_erosion,
+                                              pp.min_seed_size)
+        table = watershed.boundaries(lab, sm)
+        base = lab
+
+        def joins(v):
+            return tuple(watershed.joining(table, v["merge_threshold"], v["merge_min_boundary"]))
+
+    @functools.cache
+    def merged(join):
+        return base if not join else watershed.join(lab, anchors, table[0][list(join)])[0]
+
+    @functools.cache
+    def labels(join, size):
+        return drop_small(merged(join), size) if size > 1 else merged(join)
+
+    for v in variants:
+        key = (joins(v), v["min_size"] if v["min_size"] > 1 else 0)
+        yield key, labels(*key)
+
+
+def _scores(planes, pp, variants, iou_threshold):
+    """(F1, IoU, PQ) means over planes of ``pp`` with each of ``variants``: array (len(variants), 3)."""
+    out = np.zeros((len(variants), 3))
     for fg, seeds, truth in planes:
-        base = extract(fg, seeds, dataclasses.replace(pp, min_size=0))
-        for k, size in enumerate(min_sizes):
-            pred = drop_small(base, size) if size > 1 else base
-            match = metrics.match_instances(pred, truth, iou_threshold)
-            out[k] += (match.f1, metrics.foreground_iou(pred, truth), match.panoptic_quality)
+        done = {}
+        for k, (key, pred) in enumerate(_labelings(fg, seeds, pp, variants)):
+            if key not in done:
+                match = metrics.match_instances(pred, truth, iou_threshold)
+                done[key] = (match.f1, metrics.foreground_iou(pred, truth), match.panoptic_quality)
+            out[k] += done[key]
     return out / len(planes)
 
 
@@ -192,17 +250,17 @@ def tune(planes, grid, iou_threshold=0.5, methods=METHODS, tie_planes=()):
         raise ValueError("post-processing is tuned on validation images, and there are none. "
                          "Fix: give some samples split val in the sample table")
     crops, extra = _crops(planes, grid), _crops(tie_planes, grid)
-    sizes = list(grid["min_sizes"])
     result, best = {}, None
     for method in methods:
         top, tied, tried = None, [], 0
-        for pp in candidates(method, {**grid, "min_sizes": sizes[:1]}):
-            for size, score in zip(sizes, _scores(crops, pp, sizes, iou_threshold)):
+        variants = _after_flood(method, grid)
+        for pp in candidates(method, {**grid, **{GRID_KEYS[k]: [v] for k, v in variants[0].items()}}):
+            for v, score in zip(variants, _scores(crops, pp, variants, iou_threshold)):
                 score, tried = tuple(map(float, score)), tried + 1
                 if top is None or score > top:
                     top, tied = score, []
                 if score == top:
-                    tied.append(dataclasses.replace(pp, min_size=size))
+                    tied.append(dataclasses.replace(pp, **v))
         key, pp, record = _break_tie(top, tied, extra, iou_threshold)
         result[method] = {**pp.as_dict(), **record}
         log.info("post-processing %s: %s (validation F1 %.3f, IoU %.3f, PQ %.3f; %d tried, %d of them score the "
@@ -226,7 +284,8 @@ def _break_tie(top, tied, extra, iou_threshold):
     record = dict(zip(("val_f1", "val_iou", "val_pq"), top), val_ties=len(tied))
     if not extra:
         return top, tied[0], record
-    scores = [tuple(map(float, _scores(extra, pp, [pp.min_size], iou_threshold)[0])) for pp in tied]
+    scores = [tuple(map(float, _scores(extra, pp, [{k: getattr(pp, k) for k in AFTER_FLOOD}], iou_threshold)[0]))
+              for pp in tied]
     win = max(range(len(tied)), key=lambda k: (scores[k], -k))
     record.update(zip(("aug_f1", "aug_iou", "aug_pq"), scores[win]), aug_ties=scores.count(scores[win]))
     return top + scores[win], tied[win], record
@@ -291,7 +350,7 @@ def resolve(cfg, stored, source="model.pt"):
                          "an older tileunet, or trained without validation samples)",
                          "set predict.instances and its parameters in the config, or re-train "
                          "(snakemake --forcerun train_model)")
-    chosen = stored.get(method, {})
+    chosen = {**NO_MERGE, **stored.get(method, {})}
     values = {k: cfg.get(k) if cfg.get(k) is not None else chosen.get(k) for k in PARAMETERS[method]}
     missing = [k for k, v in values.items() if v is None]
     if missing:

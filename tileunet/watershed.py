@@ -13,7 +13,18 @@ the usual post-processing of cell and nucleus U-Nets):
 3. flood: :func:`skimage.segmentation.watershed` of ``-seed_map`` from the
    markers inside the mask; a mask component without a marker stays one
    instance;
-4. instances under ``min_size`` px are removed.
+4. merge: adjacent instances whose shared boundary is at least
+   ``merge_min_boundary`` px long and whose seed map there averages above
+   ``merge_threshold`` are joined (:func:`merge`; 1 never joins);
+5. instances under ``min_size`` px are removed.
+
+Step 4 is not in the paper.  A cell whose core breaks into two markers is
+cut in two by step 3 along a ridge of the seed map that is nearly as high
+as the core, while two touching cells meet in a valley; joining across
+high boundaries is the region merging that follows an over-segmenting
+watershed, with the mean boundary value as the dissimilarity and single
+linkage over the boundaries of the flood.  Its parameters are chosen on the validation
+images like the others (:func:`tileunet.postprocess.tune`).
 
 The seed map is the foreground probability of a two-class model, or the
 interior probability of a border-class model, which is low on the border
@@ -41,6 +52,8 @@ import itertools
 
 import numpy as np
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from skimage.morphology import disk
 from skimage.segmentation import watershed
 
@@ -122,8 +135,154 @@ def flood(seed_map, mask, marker_labels):
     return lab, anchors
 
 
+def flood_window(foreground, seed_map, threshold=0.5, seed_threshold=0.8, seed_erosion=0, min_seed_size=0):
+    """Steps 1-3 of the module notes on one window: mask, markers and flood.
+
+    Parameters
+    ----------
+    foreground, seed_map : numpy.ndarray of float, shape (h, w)
+        The window's probabilities (the seed map may be the foreground itself).
+    threshold, seed_threshold, seed_erosion, min_seed_size
+        See :func:`markers` and the module notes.
+
+    Returns
+    -------
+    (numpy.ndarray of int64, dict of int to int)
+        As :func:`flood`.
+    """
+    mask = np.asarray(foreground) > threshold
+    seed_map = np.asarray(seed_map)
+    return flood(seed_map, mask, markers(seed_map, mask, seed_threshold, seed_erosion, min_seed_size))
+
+
+def boundaries(lab, values):
+    """The shared boundaries of 4-adjacent instances, their lengths and the mean of ``values`` along them.
+
+    Parameters
+    ----------
+    lab : numpy.ndarray of int, shape (h, w)
+        Instance ids, 0 = background.
+    values : numpy.ndarray of float, shape (h, w)
+        The seed map the flood ran on.
+
+    Returns
+    -------
+    pairs : numpy.ndarray of int64, shape (M, 2)
+        Ids (a, b), a < b, of instances with 4-adjacent pixels.
+    length : numpy.ndarray of int64, shape (M,)
+        Pixel pairs across each boundary (px).
+    mean : numpy.ndarray of float64, shape (M,)
+        Mean over those pixel pairs of the two pixels' mean value.
+
+    Examples
+    --------
+    >>> pairs, length, mean = boundaries(np.array([[1, 1, 2], [1, 3, 2]]), np.full((2, 3), 0.5))
+    >>> pairs.tolist(), length.tolist(), mean.tolist()
+    ([[1, 2], [1, 3], [2, 3]], [1, 2, 1], [0.5, 0.5, 0.5])
+    """
+    lab, v = np.asarray(lab, np.int64), np.asarray(values, np.float64)
+    a = np.concatenate([lab[:, :-1].ravel(), lab[:-1].ravel()])
+    b = np.concatenate([lab[:, 1:].ravel(), lab[1:].ravel()])
+    s = np.concatenate([(v[:, :-1] + v[:, 1:]).ravel(), (v[:-1] + v[1:]).ravel()]) / 2
+    cross = (a > 0) & (b > 0) & (a != b)
+    a, b = a[cross], b[cross]
+    pairs, inverse, length = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0,
+                                       return_inverse=True, return_counts=True)
+    mean = np.bincount(inverse.ravel(), weights=s[cross], minlength=len(pairs)) / np.maximum(length, 1)
+    return pairs.reshape(-1, 2), length, mean
+
+
+def joining(table, merge_threshold=1.0, merge_min_boundary=1):
+    """Indices into :func:`boundaries`' table of the boundaries step 4 joins across.
+
+    Parameters
+    ----------
+    table : (pairs, length, mean)
+        :func:`boundaries` of a flood.
+    merge_threshold : float
+        Boundaries whose mean seed map exceeds this are joined (1: none is).
+    merge_min_boundary : int
+        Boundaries shorter than this (px) are never joined.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (J,)
+    """
+    _, length, mean = table
+    return np.flatnonzero((mean > merge_threshold) & (length >= merge_min_boundary))
+
+
+def join(lab, anchors, pairs):
+    """Instances joined along the given pairs (single linkage).
+
+    Parameters
+    ----------
+    lab : numpy.ndarray of int64, shape (h, w)
+        Instance ids, 0 = background (:func:`flood`).
+    anchors : dict of int to int
+        Instance id -> flat index of its anchor pixel.
+    pairs : numpy.ndarray of int, shape (J, 2)
+        Ids of the instances to join.
+
+    Returns
+    -------
+    (numpy.ndarray of int64, dict of int to int)
+        As ``lab`` and ``anchors``; a joined instance takes the id and the
+        anchor of its member with the first anchor, so that ids stay
+        independent of the window.
+
+    Examples
+    --------
+    >>> join(np.array([[1, 1, 2, 2, 3]]), {1: 0, 2: 2, 3: 4}, np.array([[1, 2]]))[0].tolist()
+    [[1, 1, 1, 1, 3]]
+    """
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    if not len(pairs):
+        return lab, anchors
+    n = int(lab.max()) + 1
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    n_comp, comp = connected_components(graph, directed=False)
+    order = np.array(sorted(anchors, key=anchors.get), np.int64)
+    comp_of = comp[order]
+    _, first = np.unique(comp_of, return_index=True)
+    rep = np.zeros(n_comp, np.int64)
+    rep[comp_of[first]] = order[first]
+    lut = rep[comp]
+    lut[0] = 0
+    return lut[lab], {int(i): anchors[int(i)] for i in order[first]}
+
+
+def merge(lab, anchors, seed_map, merge_threshold=1.0, merge_min_boundary=1):
+    """Step 4 of the module notes: instances joined across their high boundaries.
+
+    Parameters
+    ----------
+    lab : numpy.ndarray of int64, shape (h, w)
+        Instance ids, 0 = background (:func:`flood`).
+    anchors : dict of int to int
+        Instance id -> flat index of its anchor pixel.
+    seed_map : numpy.ndarray of float, shape (h, w)
+        The map the flood ran on.
+    merge_threshold, merge_min_boundary
+        See :func:`joining`.
+
+    Returns
+    -------
+    (numpy.ndarray of int64, dict of int to int)
+        As :func:`join`.
+
+    Examples
+    --------
+    >>> lab = np.array([[1, 1, 2, 2, 3]])
+    >>> merge(lab, {1: 0, 2: 2, 3: 4}, np.array([[0.9, 0.9, 0.9, 0.2, 0.2]]), 0.8)[0].tolist()
+    [[1, 1, 1, 1, 3]]
+    """
+    table = boundaries(lab, seed_map)
+    return join(lab, anchors, table[0][joining(table, merge_threshold, merge_min_boundary)])
+
+
 def anchored_window(foreground, seed_map, origin, plane_shape, plane=0, threshold=0.5, seed_threshold=0.8,
-                    seed_erosion=0, min_seed_size=0):
+                    seed_erosion=0, min_seed_size=0, merge_threshold=1.0, merge_min_boundary=1):
     """Seeded-watershed instances of one window, named by their global anchors.
 
     Parameters
@@ -136,8 +295,8 @@ def anchored_window(foreground, seed_map, origin, plane_shape, plane=0, threshol
         (Y, X) of the plane.
     plane : int
         Index of the plane in a stack.
-    threshold, seed_threshold, seed_erosion, min_seed_size
-        See :func:`markers` and the module notes.
+    threshold, seed_threshold, seed_erosion, min_seed_size, merge_threshold, merge_min_boundary
+        See :func:`markers`, :func:`merge` and the module notes.
 
     Returns
     -------
@@ -145,13 +304,13 @@ def anchored_window(foreground, seed_map, origin, plane_shape, plane=0, threshol
         0 for background, else ``1 +`` the anchor's flat index in the
         (N, Y, X) stack: unique over the stack and ordered as the anchors.
     """
-    mask = np.asarray(foreground) > threshold
-    seed_map = np.asarray(seed_map)
-    lab, anchors = flood(seed_map, mask, markers(seed_map, mask, seed_threshold, seed_erosion, min_seed_size))
+    lab, anchors = flood_window(foreground, seed_map, threshold, seed_threshold, seed_erosion, min_seed_size)
     if not anchors:
         return lab
+    if merge_threshold < 1:
+        lab, anchors = merge(lab, anchors, seed_map, merge_threshold, merge_min_boundary)
     local = np.array(sorted(anchors))
-    wy, wx = np.divmod(np.array([anchors[i] for i in local], np.int64), mask.shape[1])
+    wy, wx = np.divmod(np.array([anchors[i] for i in local], np.int64), lab.shape[1])
     glob = (plane * plane_shape[0] + origin[0] + wy) * plane_shape[1] + origin[1] + wx + 1
     lut = np.zeros(int(local.max()) + 1, np.int64)
     lut[local] = glob
@@ -202,7 +361,7 @@ def apply_renumbering(anchored, keys, final):
 
 
 def watershed_plane(foreground, seed_map=None, threshold=0.5, seed_threshold=0.8, seed_erosion=0,
-                    min_seed_size=0, min_size=0):
+                    min_seed_size=0, merge_threshold=1.0, merge_min_boundary=1, min_size=0):
     """Seeded-watershed instance labels of one whole plane (the reference for the chunked path).
 
     Parameters
@@ -211,7 +370,7 @@ def watershed_plane(foreground, seed_map=None, threshold=0.5, seed_threshold=0.8
         Foreground probability.
     seed_map : numpy.ndarray of float, shape (Y, X), optional
         Where markers come from and what is flooded; the foreground if omitted.
-    threshold, seed_threshold, seed_erosion, min_seed_size, min_size
+    threshold, seed_threshold, seed_erosion, min_seed_size, merge_threshold, merge_min_boundary, min_size
         See the module notes.
 
     Returns
@@ -232,7 +391,7 @@ def watershed_plane(foreground, seed_map=None, threshold=0.5, seed_threshold=0.8
         raise ValueError(f"watershed_plane takes one 2D plane, got shape {foreground.shape}")
     seed_map = foreground if seed_map is None else np.asarray(seed_map)
     anchored = anchored_window(foreground, seed_map, (0, 0), foreground.shape, 0, threshold, seed_threshold,
-                               seed_erosion, min_seed_size)
+                               seed_erosion, min_seed_size, merge_threshold, merge_min_boundary)
     ids, counts = np.unique(anchored[anchored > 0], return_counts=True)
     return apply_renumbering(anchored, *renumber(ids, counts, min_size))
 
@@ -271,7 +430,8 @@ def label_chunked(foreground, seed_map, anchored, labels, chunk, halo, params, m
         Context (px) read around each chunk; at least the extent of the
         largest touching group of cells for exact results (module notes).
     params : dict
-        ``threshold, seed_threshold, seed_erosion, min_seed_size`` of :func:`markers`.
+        ``threshold, seed_threshold, seed_erosion, min_seed_size, merge_threshold, merge_min_boundary``
+        (:func:`markers`, :func:`merge`).
     min_size : int
         Instances with fewer pixels (over all chunks) are removed.
     decode : callable
