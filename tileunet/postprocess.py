@@ -154,19 +154,22 @@ def _labelings(fg, seeds, pp, variants):
 
         def joins(v):
             return ()
+
+        def joined(join):
+            return base
     else:
         sm = fg if seeds is None else seeds
         lab, anchors = watershed.flood_window(fg, sm, pp.threshold, pp.seed_threshold, pp.seed_erosion,
                                               pp.min_seed_size)
         table = watershed.boundaries(lab, sm)
-        base = lab
 
         def joins(v):
             return tuple(watershed.joining(table, v["merge_threshold"], v["merge_min_boundary"]))
 
-    @functools.cache
-    def merged(join):
-        return base if not join else watershed.join(lab, anchors, table[0][list(join)])[0]
+        def joined(join):
+            return watershed.join(lab, anchors, table[0][list(join)])[0] if join else lab
+
+    merged = functools.cache(joined)
 
     @functools.cache
     def labels(join, size):
