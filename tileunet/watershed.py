@@ -23,8 +23,8 @@ cut in two by step 3 along a ridge of the seed map that is nearly as high
 as the core, while two touching cells meet in a valley; joining across
 high boundaries is the region merging that follows an over-segmenting
 watershed, with the mean boundary value as the dissimilarity and single
-linkage over the boundaries of the flood.  Its parameters are chosen on the validation
-images like the others (:func:`tileunet.postprocess.tune`).
+linkage over the boundaries of the flood.  Its parameters are chosen on
+the validation images like the others (:func:`tileunet.postprocess.tune`).
 
 The seed map is the foreground probability of a two-class model, or the
 interior probability of a border-class model, which is low on the border
@@ -257,10 +257,8 @@ def merge(lab, anchors, seed_map, merge_threshold=1.0, merge_min_boundary=1):
 
     Parameters
     ----------
-    lab : numpy.ndarray of int64, shape (h, w)
-        Instance ids, 0 = background (:func:`flood`).
-    anchors : dict of int to int
-        Instance id -> flat index of its anchor pixel.
+    lab, anchors
+        A flood's instance ids and anchors, as for :func:`join`.
     seed_map : numpy.ndarray of float, shape (h, w)
         The map the flood ran on.
     merge_threshold, merge_min_boundary
